@@ -1,0 +1,32 @@
+"""Names shared by data preparation, the agent loop, the reward manager and the evaluation.
+
+Kept free of heavy imports so that data_prep can use them without importing verl or torch.
+"""
+
+AGENT_LOOP_NAME = "coars_dialogue"
+"""Registered name of the CoARS agent loop; data_prep writes it into the ``agent_name`` column."""
+
+REWARD_MANAGER_NAME = "coars_interaction"
+ADV_ESTIMATOR_NAME = "coars_grpo"
+TRAINER_MODE_NAME = "coars_sync"
+ROLLOUT_BACKEND_NAME = "hf"
+PLATFORM_NAME = "cpu"
+
+ROLE_USER = "user"
+ROLE_RECOMMENDER = "recommender"
+ROLES = (ROLE_USER, ROLE_RECOMMENDER)
+"""Output order of one dialogue: the user agent first, the recommender last (verl reads the final output)."""
+
+DATA_SOURCE_PREFIX = "coars/"
+ABILITY = "recommendation"
+
+# Keys of the ``extra_info`` column written by data_prep and read by the dialogue.
+EI_USER_ID = "user_id"
+EI_HISTORY_TITLES = "history_titles"
+EI_HISTORY_ITEM_IDS = "history_item_ids"
+EI_CANDIDATE_TITLES = "candidate_titles"
+EI_CANDIDATE_ITEM_IDS = "candidate_item_ids"
+EI_TARGET_TITLE = "target_title"
+EI_TARGET_ITEM_ID = "target_item_id"
+EI_SPLIT = "split"
+EI_INDEX = "index"
