@@ -9,8 +9,9 @@ Three pieces, mirroring verl's vLLM backend:
 * :class:`HFServerAdapter` - lives in the hybrid actor worker and pushes the trainer's weights
   to the server after every step (``verl.workers.rollout.base`` registry).
 
-Backend options come from ``actor_rollout_ref.rollout.engine_kwargs.hf``: ``dtype`` (default
-float32), ``max_batch_size`` (64), ``batch_wait_ms`` (5), ``num_threads`` (all cores).
+The served weights use ``actor_rollout_ref.rollout.dtype`` (use float32 on CPU). Backend options
+come from ``actor_rollout_ref.rollout.engine_kwargs.hf``: ``max_batch_size`` (64),
+``batch_wait_ms`` (5), ``num_threads`` (all cores).
 """
 
 from __future__ import annotations
@@ -112,7 +113,7 @@ class HFRolloutServer:
 
         torch.set_num_threads(int(self.options.get("num_threads", os.cpu_count() or 1)))
         path = self.model_config.local_path
-        dtype = getattr(torch, str(self.options.get("dtype", "float32")))
+        dtype = getattr(torch, str(self.config.dtype))
         model = AutoModelForCausalLM.from_pretrained(
             path, torch_dtype=dtype, attn_implementation="sdpa", trust_remote_code=self.model_config.trust_remote_code
         )

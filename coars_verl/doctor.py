@@ -1,0 +1,129 @@
+"""``python -m coars_verl.doctor``: check, in a fresh process, that verl sees every CoARS component.
+
+verl imports plugins from ``import verl`` and hides their import errors at DEBUG level, so a
+broken install shows up only as an "unknown name" deep inside a Ray worker. This command
+imports verl the way the trainer does, looks each component up in the verl registry that the
+trainer will use, prints versions, and exits 1 if anything is missing or failed to import.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.metadata
+import json
+import sys
+from dataclasses import asdict, dataclass
+from typing import Callable, Optional
+
+from coars_verl import constants as names
+
+
+@dataclass
+class ComponentStatus:
+    kind: str
+    name: str
+    registry: str
+    found: bool
+    target: Optional[str] = None
+    error: Optional[str] = None
+
+
+def _platform(name: str) -> str:
+    from verl.plugin.platform import PlatformRegistry
+
+    cls = PlatformRegistry.get(name)
+    if cls is None:
+        raise LookupError(f"not in PlatformRegistry {PlatformRegistry.registered_names()}")
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def _rollout_backend(name: str) -> str:
+    from verl.workers.rollout.base import get_rollout_class
+    from verl.workers.rollout.replica import RolloutReplicaRegistry
+
+    replica = RolloutReplicaRegistry.get(name)
+    adapter = get_rollout_class(name, "async")
+    return f"{replica.__module__}.{replica.__qualname__} + {adapter.__qualname__}"
+
+
+# kind -> (verl registry it lives in, lookup returning what the name resolves to)
+LOOKUPS: dict[str, tuple[str, Callable[[str], str]]] = {
+    "platform": ("verl.plugin.platform.PlatformRegistry", _platform),
+    "rollout backend": ("verl.workers.rollout RolloutReplicaRegistry + _ROLLOUT_REGISTRY", _rollout_backend),
+}
+
+EXPECTED: tuple[tuple[str, str], ...] = (
+    ("platform", names.PLATFORM_NAME),
+    ("rollout backend", names.ROLLOUT_BACKEND_NAME),
+)
+
+VERSIONED = ("coars-verl", "verl", "torch", "transformers", "ray", "tensordict", "TransferQueue", "hydra-core", "vllm")
+
+
+def package_versions() -> dict[str, Optional[str]]:
+    versions = {"python": sys.version.split()[0]}
+    for dist in VERSIONED:
+        try:
+            versions[dist] = importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
+            versions[dist] = None
+    return versions
+
+
+def check_components() -> tuple[list[ComponentStatus], dict[str, str]]:
+    """Import verl as the trainer does, then look every expected component up."""
+    import verl  # noqa: F401  (loads the verl.plugins entry points)
+
+    plugin = sys.modules.get("coars_verl.plugin")
+    problems: dict[str, str] = {}
+    if plugin is None:
+        entry_points = [ep.value for ep in importlib.metadata.entry_points(group="verl.plugins")]
+        problems["entry point"] = (
+            "import verl did not load coars_verl.plugin; verl.plugins entry points found: "
+            f"{entry_points or 'none'} (is coars-verl installed in this environment? "
+            "is VERL_USE_EXTERNAL_PLUGINS set to exclude it?)"
+        )
+        try:
+            import coars_verl.plugin as plugin  # noqa: F811  (still report what registers directly)
+        except Exception as exc:  # pragma: no cover - reported below
+            problems["coars_verl.plugin import"] = repr(exc)
+    if plugin is not None:
+        problems.update(plugin.REGISTRATION_ERRORS)
+
+    statuses = []
+    for kind, name in EXPECTED:
+        registry, lookup = LOOKUPS[kind]
+        try:
+            statuses.append(ComponentStatus(kind, name, registry, True, target=lookup(name)))
+        except Exception as exc:
+            statuses.append(ComponentStatus(kind, name, registry, False, error=f"{type(exc).__name__}: {exc}"))
+    return statuses, problems
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m coars_verl.doctor", description=__doc__.splitlines()[0])
+    parser.add_argument("--json", action="store_true", help="print one JSON object instead of a report")
+    args = parser.parse_args(argv)
+
+    versions = package_versions()
+    statuses, problems = check_components()
+    ok = all(s.found for s in statuses) and not problems
+    if args.json:
+        print(json.dumps({"ok": ok, "versions": versions, "components": [asdict(s) for s in statuses], "problems": problems}, indent=2))
+        return 0 if ok else 1
+
+    print("coars_verl doctor")
+    print("versions: " + ", ".join(f"{k} {v or 'not installed'}" for k, v in versions.items()))
+    width = max(len(s.kind) for s in statuses)
+    for s in statuses:
+        mark = "ok     " if s.found else "MISSING"
+        detail = s.target if s.found else s.error
+        print(f"  [{mark}] {s.kind:<{width}}  {s.name:<20} {detail}")
+    for what, text in problems.items():
+        print(f"\nERROR ({what}):\n{text}")
+    print("all components registered" if ok else "\nsome components are missing: see above")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

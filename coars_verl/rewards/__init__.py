@@ -1,0 +1,1 @@
+"""Rewards: pure reward math and the verl-facing reward manager."""
