@@ -1,0 +1,299 @@
+"""Teacher contexts h for self-distilled credit assignment (method spec, section 4).
+
+The teacher scores the student's own tokens with the student's context s PLUS a privileged text h.
+This module renders h as plain text, to be inserted into the agent's prompt by the caller (e.g. as
+an extra message). There is ONE pure function per source; each returns ``str`` or ``None`` when
+the source has nothing for this sample:
+
+* ``memory``    -- :func:`memory_context`: past dialogues of the same user from earlier steps;
+* ``sibling``   -- :func:`sibling_context`: the best successful dialogue of the same group (same
+  prompt uid) in this step, if strictly better than the sample (rule: :func:`best_sibling_index`);
+* ``hindsight`` -- :func:`hindsight_context`: this dialogue's feedback and final outcome;
+* ``target``    -- :func:`target_context`: the ground-truth item (leaks the answer; ablation only).
+
+:func:`build_teacher_context` tries the configured sources in order and returns the first one that
+is available. Every text is cut to ``max_chars`` characters (ending with "…" when cut).
+
+Pure stdlib: no torch, no verl. Summaries are read only through
+:func:`coars_verl.distill.summary.view_summary`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping, Sequence
+
+from coars_verl.constants import ROLE_RECOMMENDER, ROLE_USER, ROLES
+from coars_verl.distill.summary import DECISION_NO, DECISION_YES, DialogueView, view_summary
+
+SOURCE_MEMORY = "memory"
+SOURCE_SIBLING = "sibling"
+SOURCE_HINDSIGHT = "hindsight"
+SOURCE_TARGET = "target"
+SOURCES = (SOURCE_MEMORY, SOURCE_SIBLING, SOURCE_HINDSIGHT, SOURCE_TARGET)
+"""All known context sources."""
+DEFAULT_SOURCES = (SOURCE_MEMORY, SOURCE_SIBLING, SOURCE_HINDSIGHT)
+"""Default fallback order (spec section 4); ``target`` is an ablation and never on by default."""
+
+DEFAULT_MAX_CHARS = 1500
+DEFAULT_MEMORY_K = 2
+MAX_REASON_CHARS = 200
+
+HEADERS = {
+    (SOURCE_MEMORY, ROLE_RECOMMENDER): "Notes from earlier dialogues with this user (most recent first):",
+    (SOURCE_MEMORY, ROLE_USER): "Notes from your earlier conversations with the recommender (most recent first):",
+    (SOURCE_SIBLING, ROLE_RECOMMENDER): (
+        "Another attempt with this same user and the same candidates went better. How it went:"
+    ),
+    (SOURCE_SIBLING, ROLE_USER): (
+        "Another conversation about the same candidates went better. How it went:"
+    ),
+    (SOURCE_HINDSIGHT, ROLE_RECOMMENDER): (
+        "Hindsight on this dialogue (how the user answered each recommendation and how it ended):"
+    ),
+    (SOURCE_HINDSIGHT, ROLE_USER): (
+        "Hindsight on this conversation (every suggestion, your answers and how it ended):"
+    ),
+}
+
+
+# ----------------------------------------------------------------------------- text helpers
+def _check_role(role: str) -> None:
+    if role not in ROLES:
+        raise ValueError(f"unknown role {role!r}; expected one of {ROLES}")
+
+
+def _clip(text: str, max_chars: int) -> str:
+    return text if len(text) <= max_chars else text[: max(max_chars - 1, 0)].rstrip() + "…"
+
+
+def fit_budget(lines: Sequence[str], max_chars: int | None) -> str:
+    """Join ``lines`` with newlines; if longer than ``max_chars``, cut and end with "…".
+
+    The result never exceeds ``max_chars`` characters. ``max_chars=None`` means no limit.
+    """
+    text = "\n".join(lines)
+    if max_chars is None or len(text) <= max_chars:
+        return text
+    if max_chars < 1:
+        raise ValueError(f"max_chars must be >= 1 or None, got {max_chars}")
+    return _clip(text, max_chars)
+
+
+def _q(title: str | None) -> str:
+    return f'"{title}"' if title else "(no valid item)"
+
+
+def _because(reason: str) -> str:
+    reason = _clip(reason, MAX_REASON_CHARS)
+    return f" ({reason})" if reason else ""
+
+
+def _outcome(role: str, accepted: str | None, hit: bool, final_item: str | None, turns: int) -> str:
+    """One sentence on how a dialogue ended, phrased for ``role``; never names an unseen target."""
+    who, whose = ("you", "you") if role == ROLE_USER else ("the user", "they")
+    if accepted:
+        if hit:
+            return f"{who} accepted {_q(accepted)}, which was the item {whose} wanted"
+        return f"{who} accepted {_q(accepted)}, but it was not the item {whose} wanted"
+    text = f"no item was accepted in {turns} turn{'s' if turns != 1 else ''}"
+    if hit and final_item:
+        text += f"; the last suggestion {_q(final_item)} was the item {whose} wanted"
+    return text
+
+
+def _answer_words(decision: str | None) -> str:
+    if decision in (DECISION_YES, DECISION_NO):
+        return f"said {decision}"
+    return "gave no valid answer"
+
+
+def _turn_lines(role: str, view: DialogueView, include_rec_reason: bool) -> list[str]:
+    """One line per turn of ``view``, phrased for ``role``."""
+    lines = []
+    for r in view.records:
+        if not r.valid:
+            who = "your answer" if role == ROLE_RECOMMENDER else "the recommender's answer"
+            lines.append(f"Turn {r.turn}: {who} named no valid candidate.")
+            continue
+        rec_reason = f" (reason: {_clip(r.rec_reason, MAX_REASON_CHARS)})" if include_rec_reason and r.rec_reason else ""
+        user_reason = f": {_clip(r.user_reason, MAX_REASON_CHARS)}" if r.user_reason else ""
+        if role == ROLE_RECOMMENDER:
+            lines.append(f"Turn {r.turn}: you recommended {_q(r.item)}{rec_reason}; "
+                         f"the user {_answer_words(r.decision)}{user_reason}")
+        else:
+            lines.append(f"Turn {r.turn}: the recommender suggested {_q(r.item)}{rec_reason}; "
+                         f"you {_answer_words(r.decision)}{user_reason}")
+    return lines
+
+
+def _outcome_line(role: str, view: DialogueView) -> str:
+    accepted = view.accepted
+    return "Outcome: " + _outcome(role, accepted.item if accepted else None, view.hit, view.final_item, view.turns) + "."
+
+
+def _memory_line(role: str, record: Mapping[str, Any]) -> str:
+    """One line per memory record (a :func:`coars_verl.distill.memory.compact_record` + ``step``)."""
+    parts = []
+    for rej in record.get("rejected") or ():
+        if role == ROLE_RECOMMENDER:
+            parts.append(f"the user rejected {_q(rej.get('item'))}{_because(rej.get('reason') or '')}")
+        else:
+            parts.append(f"you rejected {_q(rej.get('item'))}{_because(rej.get('reason') or '')}")
+    invalid = int(record.get("invalid_turns") or 0)
+    if invalid and role == ROLE_RECOMMENDER:
+        parts.append(f"{invalid} turn{'s' if invalid != 1 else ''} lost to invalid answers")
+    parts.append(_outcome(role, record.get("accepted"), bool(record.get("hit")), record.get("final_item"),
+                          int(record.get("turns") or 0)))
+    where = "Dialogue" if role == ROLE_RECOMMENDER else "Conversation"
+    return f"- {where} at training step {record.get('step', '?')}: " + "; ".join(parts) + "."
+
+
+# ----------------------------------------------------------------------------- the sources
+def memory_context(
+    role: str,
+    summary: Mapping[str, Any],
+    memory: Any,
+    k: int = DEFAULT_MEMORY_K,
+    before_step: int | None = None,
+    max_chars: int | None = DEFAULT_MAX_CHARS,
+) -> str | None:
+    """Memory source: the ``k`` most recent stored dialogues of the summary's user, newest first.
+
+    ``memory`` is a :class:`coars_verl.distill.memory.DialogueMemory` (anything with
+    ``select(user_id, k, before_step)``) or ``None``. Pass the current step as ``before_step`` so
+    that only EARLIER steps count. Returns ``None`` when there is no store or no record.
+    """
+    _check_role(role)
+    if memory is None or k <= 0:
+        return None
+    records = memory.select(view_summary(summary).user_id, k, before_step=before_step)
+    if not records:
+        return None
+    return fit_budget([HEADERS[SOURCE_MEMORY, role]] + [_memory_line(role, r) for r in records], max_chars)
+
+
+def best_sibling_index(group: Sequence[tuple[Mapping[str, Any], float]], self_index: int) -> int | None:
+    """Index in ``group`` of the sibling to show to sample ``self_index``, or ``None``.
+
+    ``group`` holds ``(summary, reward)`` for ALL dialogues of the same prompt uid in this step
+    (the sample included), in a fixed order (e.g. rollout index); ``reward`` is the reward of the
+    role being trained. Rule: among the OTHER dialogues whose summary has ``hit`` true, take the one
+    with the highest reward (ties: lowest index); return it only if its reward is strictly higher
+    than the sample's own reward. Otherwise (no successful sibling, or none strictly better) ``None``.
+    """
+    if not 0 <= self_index < len(group):
+        raise IndexError(f"self_index {self_index} out of range for a group of {len(group)}")
+    own_reward = float(group[self_index][1])
+    best, best_reward = None, None
+    for j, (summary, reward) in enumerate(group):
+        if j == self_index or not view_summary(summary).hit:
+            continue
+        if best_reward is None or float(reward) > best_reward:
+            best, best_reward = j, float(reward)
+    if best is None or not best_reward > own_reward:
+        return None
+    return best
+
+
+def sibling_context(
+    role: str,
+    summary: Mapping[str, Any],
+    group: Sequence[tuple[Mapping[str, Any], float]] | None,
+    self_index: int | None,
+    max_chars: int | None = DEFAULT_MAX_CHARS,
+) -> str | None:
+    """Sibling source: the turns and outcome of the best sibling (rule: :func:`best_sibling_index`).
+
+    The sibling is looked up in ``group`` (``(summary, reward)`` pairs of the whole group, sample
+    included at ``self_index``); ``group[self_index]`` must hold ``summary`` itself (checked, to
+    catch indexing bugs). ``None`` when there is no group or no eligible sibling.
+    """
+    _check_role(role)
+    if not group or self_index is None:
+        return None
+    if 0 <= self_index < len(group) and group[self_index][0] != summary:
+        raise ValueError(f"group[{self_index}] is not the sample's own summary")
+    best = best_sibling_index(group, self_index)
+    if best is None:
+        return None
+    view = view_summary(group[best][0])
+    lines = [HEADERS[SOURCE_SIBLING, role]] + _turn_lines(role, view, include_rec_reason=True)
+    return fit_budget(lines + [_outcome_line(role, view)], max_chars)
+
+
+def hindsight_context(
+    role: str,
+    summary: Mapping[str, Any],
+    max_chars: int | None = DEFAULT_MAX_CHARS,
+) -> str | None:
+    """Hindsight source: every turn's recommendation and user answer, then the final outcome.
+
+    The ground-truth title is never named (only whether the outcome was right). ``None`` when the
+    dialogue has no turn records.
+    """
+    _check_role(role)
+    view = view_summary(summary)
+    if not view.records:
+        return None
+    lines = [HEADERS[SOURCE_HINDSIGHT, role]] + _turn_lines(role, view, include_rec_reason=False)
+    return fit_budget(lines + [_outcome_line(role, view)], max_chars)
+
+
+def target_context(
+    role: str,
+    summary: Mapping[str, Any],
+    max_chars: int | None = DEFAULT_MAX_CHARS,
+) -> str | None:
+    """Target source (ablation; leaks the answer): names the ground-truth item. ``None`` if unknown."""
+    _check_role(role)
+    target = view_summary(summary).target
+    if not target:
+        return None
+    if role == ROLE_RECOMMENDER:
+        return fit_budget([f"The item this user actually picks next is {_q(target)}."], max_chars)
+    return fit_budget([f"The item you actually want next is {_q(target)}."], max_chars)
+
+
+def build_teacher_context(
+    role: str,
+    summary: Mapping[str, Any],
+    sources: Sequence[str] = DEFAULT_SOURCES,
+    memory: Any = None,
+    group: Sequence[tuple[Mapping[str, Any], float]] | None = None,
+    self_index: int | None = None,
+    step: int | None = None,
+    memory_k: int = DEFAULT_MEMORY_K,
+    max_chars: int | None = DEFAULT_MAX_CHARS,
+) -> tuple[str | None, str | None]:
+    """Teacher context h for one (dialogue, role) sample: the first available source in ``sources``.
+
+    Args:
+        role: ``"recommender"`` or ``"user"``.
+        summary: this dialogue's summary (format: :mod:`coars_verl.distill.summary`).
+        sources: source names, tried in order (subset of :data:`SOURCES`; unknown -> ValueError).
+        memory: a ``DialogueMemory`` or ``None`` (memory source).
+        group, self_index: ``(summary, role reward)`` of every dialogue of the same prompt uid this
+            step, and the sample's position in it (sibling source).
+        step: current training step; memory records from this step or later are ignored.
+        memory_k: number of past dialogues shown by the memory source.
+        max_chars: character budget of the returned text (``None``: unlimited).
+
+    Returns:
+        ``(text, source_name)``, or ``(None, None)`` if no source has anything (then delta = 0).
+    """
+    _check_role(role)
+    unknown = [s for s in sources if s not in SOURCES]
+    if unknown:
+        raise ValueError(f"unknown teacher-context source(s) {unknown}; expected some of {SOURCES}")
+    for source in sources:
+        if source == SOURCE_MEMORY:
+            text = memory_context(role, summary, memory, k=memory_k, before_step=step, max_chars=max_chars)
+        elif source == SOURCE_SIBLING:
+            text = sibling_context(role, summary, group, self_index, max_chars=max_chars)
+        elif source == SOURCE_HINDSIGHT:
+            text = hindsight_context(role, summary, max_chars=max_chars)
+        else:
+            text = target_context(role, summary, max_chars=max_chars)
+        if text:
+            return text, source
+    return None, None

@@ -1,0 +1,167 @@
+"""Teacher-context builders on hand-written summaries (fixtures in conftest.py)."""
+
+import pytest
+
+from coars_verl.distill.contexts import (
+    DEFAULT_SOURCES,
+    best_sibling_index,
+    build_teacher_context,
+    fit_budget,
+    hindsight_context,
+    memory_context,
+    sibling_context,
+    target_context,
+)
+from coars_verl.distill.memory import DialogueMemory, compact_record
+from coars_verl.distill.summary import view_summary
+
+REC, USER = "recommender", "user"
+
+
+def test_view_summary_adapter(miss_summary):
+    view = view_summary(miss_summary)
+    assert view.user_id == "u1" and view.turns == 4 and not view.hit and view.target == "Alien"
+    assert [r.item for r in view.rejected] == ["Toy Story", "Titanic"] and view.accepted.item == "Heat"
+    assert view.records[1].valid is False and view.records[1].item is None
+    odd = view_summary({"turn_records": [{"turn": 2, "item_title": "B", "decision": " YES "},
+                                         {"turn": 1, "item_title": "A", "decision": False}]})
+    assert [r.turn for r in odd.records] == [1, 2] and [r.decision for r in odd.records] == ["no", "yes"]
+    assert odd.user_id == "" and odd.turns == 2 and odd.target is None
+
+
+# ------------------------------------------------------------------------------ memory
+def test_memory_context(miss_summary, hit_summary):
+    mem = DialogueMemory()
+    mem.add("u1", compact_record(miss_summary), step=3)
+    mem.add("u1", compact_record(hit_summary), step=5)
+    mem.add("u9", compact_record(hit_summary), step=4)
+    text = memory_context(REC, miss_summary, mem, k=2, before_step=6)
+    lines = text.split("\n")
+    assert lines[0] == "Notes from earlier dialogues with this user (most recent first):"
+    assert lines[1].startswith("- Dialogue at training step 5: ") and '"Alien", which was the item they wanted' in lines[1]
+    assert lines[2] == ('- Dialogue at training step 3: the user rejected "Toy Story" (too childish for me); the user '
+                        'rejected "Titanic" (I avoid romance); 1 turn lost to invalid answers; the user accepted '
+                        '"Heat", but it was not the item they wanted.')
+    user_text = memory_context(USER, miss_summary, mem, k=1, before_step=6)
+    assert user_text.split("\n")[0].startswith("Notes from your earlier conversations")
+    assert 'you rejected "Titanic" (I avoid romance)' in user_text and "you accepted \"Alien\"" in user_text
+    assert "step 3" not in user_text  # k=1
+    # only earlier steps; no store; unknown user
+    assert "step 5" not in memory_context(REC, miss_summary, mem, before_step=5)
+    assert memory_context(REC, miss_summary, mem, before_step=3) is None
+    assert memory_context(REC, miss_summary, None) is None
+    assert memory_context(REC, {**miss_summary, "user_id": "nobody"}, mem) is None
+
+
+def test_memory_context_never_names_an_unseen_target(miss_summary):
+    mem = DialogueMemory()
+    mem.add("u1", compact_record(miss_summary), step=0)
+    assert "Alien" not in memory_context(REC, miss_summary, mem)
+
+
+# ----------------------------------------------------------------------------- sibling
+def test_best_sibling_rule(miss_summary, hit_summary, hit_turn1_summary):
+    group = [(miss_summary, 0.0), (hit_summary, 1.31), (hit_turn1_summary, 1.5), (hit_turn1_summary, 1.5)]
+    assert best_sibling_index(group, 0) == 2  # highest reward; tie 2 vs 3 -> lowest index
+    assert best_sibling_index(group, 1) == 2
+    assert best_sibling_index(group, 2) is None  # the only better-or-equal one is a tie: not strictly better
+    assert best_sibling_index(group, 3) is None  # never itself
+    # a better reward without a hit does not count
+    assert best_sibling_index([(hit_summary, 0.1), (miss_summary, 0.9)], 0) is None
+    assert best_sibling_index([(miss_summary, 0.0)], 0) is None
+    with pytest.raises(IndexError):
+        best_sibling_index(group, 4)
+
+
+def test_sibling_context(miss_summary, hit_summary):
+    group = [(miss_summary, 0.2), (hit_summary, 1.3)]
+    text = sibling_context(REC, miss_summary, group, 0)
+    assert text.split("\n") == [
+        "Another attempt with this same user and the same candidates went better. How it went:",
+        'Turn 1: you recommended "Titanic" (reason: popular drama); the user said no: I avoid romance',
+        'Turn 2: you recommended "Alien" (reason: you watched Aliens); the user said yes: sci-fi horror is my thing',
+        'Outcome: the user accepted "Alien", which was the item they wanted.',
+    ]
+    user_text = sibling_context(USER, miss_summary, group, 0)
+    assert 'Turn 2: the recommender suggested "Alien" (reason: you watched Aliens); you said yes' in user_text
+    assert sibling_context(REC, hit_summary, group, 1) is None
+    assert sibling_context(REC, miss_summary, None, None) is None
+    with pytest.raises(ValueError, match="own summary"):
+        sibling_context(REC, miss_summary, group, 1)
+
+
+# --------------------------------------------------------------------------- hindsight
+def test_hindsight_context(miss_summary, hit_summary):
+    text = hindsight_context(REC, miss_summary)
+    assert text.split("\n") == [
+        "Hindsight on this dialogue (how the user answered each recommendation and how it ended):",
+        'Turn 1: you recommended "Toy Story"; the user said no: too childish for me',
+        "Turn 2: your answer named no valid candidate.",
+        'Turn 3: you recommended "Titanic"; the user said no: I avoid romance',
+        'Turn 4: you recommended "Heat"; the user said yes: I like crime films',
+        'Outcome: the user accepted "Heat", but it was not the item they wanted.',
+    ]
+    assert "Alien" not in text
+    user_text = hindsight_context(USER, hit_summary)
+    assert user_text.endswith('Outcome: you accepted "Alien", which was the item you wanted.')
+    assert "Turn 1: the recommender suggested \"Titanic\"; you said no: I avoid romance" in user_text
+    assert hindsight_context(REC, {**miss_summary, "turn_records": []}) is None
+
+
+def test_hindsight_no_acceptance_but_final_item_right():
+    summary = {"user_id": "u", "turns": 2, "hit": True, "final_item_title": "B", "target_title": "B",
+               "turn_records": [{"turn": 1, "item_title": "A", "valid": True, "decision": "no", "user_reason": ""},
+                                {"turn": 2, "item_title": "B", "valid": True, "decision": None, "user_reason": ""}]}
+    text = hindsight_context(USER, summary)
+    assert 'Turn 1: the recommender suggested "A"; you said no\nTurn 2: the recommender suggested "B"; you gave no valid answer\n' in text
+    assert text.endswith('Outcome: no item was accepted in 2 turns; the last suggestion "B" was the item you wanted.')
+
+
+# ------------------------------------------------------------------------------ target
+def test_target_context(miss_summary):
+    assert target_context(REC, miss_summary) == 'The item this user actually picks next is "Alien".'
+    assert target_context(USER, miss_summary) == 'The item you actually want next is "Alien".'
+    assert target_context(REC, {**miss_summary, "target_title": None}) is None
+
+
+# ---------------------------------------------------------------- fallback and budget
+def test_fallback_order(miss_summary, hit_summary):
+    mem = DialogueMemory()
+    group = [(miss_summary, 0.2), (hit_summary, 1.3)]
+    assert DEFAULT_SOURCES == ("memory", "sibling", "hindsight")
+    # empty memory -> sibling
+    text, src = build_teacher_context(REC, miss_summary, memory=mem, group=group, self_index=0, step=1)
+    assert src == "sibling" and text == sibling_context(REC, miss_summary, group, 0)
+    # no better sibling -> hindsight
+    _, src = build_teacher_context(REC, hit_summary, memory=mem, group=group, self_index=1, step=1)
+    assert src == "hindsight"
+    # memory present -> memory first
+    mem.add("u1", compact_record(miss_summary), step=0)
+    text, src = build_teacher_context(REC, miss_summary, memory=mem, group=group, self_index=0, step=1)
+    assert src == "memory" and text == memory_context(REC, miss_summary, mem, before_step=1)
+    # ... but not if it is from the current step
+    _, src = build_teacher_context(REC, miss_summary, memory=mem, group=group, self_index=0, step=0)
+    assert src == "sibling"
+    # custom order
+    _, src = build_teacher_context(USER, miss_summary, sources=("target", "memory"), memory=mem, step=1)
+    assert src == "target"
+    # nothing available
+    assert build_teacher_context(REC, {"user_id": "x"}, sources=("memory", "sibling", "hindsight", "target")) == (None, None)
+    assert build_teacher_context(REC, miss_summary, sources=()) == (None, None)
+    with pytest.raises(ValueError, match="oracle"):
+        build_teacher_context(REC, miss_summary, sources=("memory", "oracle"))
+    with pytest.raises(ValueError, match="role"):
+        build_teacher_context("critic", miss_summary)
+
+
+def test_budget_truncation(miss_summary):
+    full = hindsight_context(REC, miss_summary, max_chars=None)
+    assert len(full) > 120
+    cut = hindsight_context(REC, miss_summary, max_chars=120)
+    assert len(cut) <= 120 and cut.endswith("…") and full.startswith(cut[:-1])
+    text, _ = build_teacher_context(REC, miss_summary, sources=("hindsight",), max_chars=50)
+    assert len(text) <= 50
+    assert fit_budget(["ab", "cd"], 5) == "ab\ncd" and fit_budget(["ab", "cd"], 4) == "ab…"
+    long_reason = {**miss_summary, "turn_records": [{**miss_summary["turn_records"][0], "user_reason": "z" * 1000}]}
+    line = hindsight_context(REC, long_reason, max_chars=None).split("\n")[1]
+    assert len(line) < 300  # each reason is capped too
