@@ -8,6 +8,19 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from typing import Mapping, Sequence
 
+TEMPLATE_FIELDS: Mapping[str, frozenset[str]] = {
+    "recommender_system": frozenset(),
+    "recommender_task": frozenset({"history", "candidates"}),
+    "user_system": frozenset(),
+    "user_task": frozenset({"history", "candidates", "item", "reason"}),
+    "user_next_recommendation": frozenset({"item", "reason"}),
+    "user_feedback_to_recommender": frozenset({"item", "reason"}),
+    "invalid_item_to_recommender": frozenset({"problem"}),
+    "invalid_decision_to_user": frozenset({"problem"}),
+    "missing_reason": frozenset(),
+}
+"""The ``str.format`` fields each template may use (a template may leave some out)."""
+
 
 @dataclass(frozen=True)
 class PromptTemplates:
@@ -42,6 +55,8 @@ class PromptTemplates:
         "Your answer was not accepted: {problem} It counts as a rejection. "
         "Answer with 'Reason: ...' and 'Decision: yes' or 'Decision: no'."
     )
+    missing_reason: str = "(no reason given)"
+    """Stands in for a reason the agent did not give, wherever the partner would otherwise see nothing."""
 
     @classmethod
     def from_overrides(cls, overrides: Mapping[str, str] | None) -> "PromptTemplates":
@@ -73,3 +88,43 @@ def recommender_initial_messages(
         candidates=format_item_list(candidate_titles, numbered=numbered_candidates),
     )
     return [{"role": "system", "content": templates.recommender_system}, {"role": "user", "content": task}]
+
+
+def user_initial_messages(
+    history_titles: Sequence[str],
+    candidate_titles: Sequence[str],
+    item: str,
+    reason: str,
+    templates: PromptTemplates = PromptTemplates(),
+    numbered_candidates: bool = True,
+) -> list[dict[str, str]]:
+    """Chat messages the user agent sees before its first decision (system + task with the first recommendation).
+
+    The user agent never sees the target item: nothing here takes it.
+    """
+    task = templates.user_task.format(
+        history=format_item_list(history_titles, numbered=False),
+        candidates=format_item_list(candidate_titles, numbered=numbered_candidates),
+        item=item,
+        reason=reason,
+    )
+    return [{"role": "system", "content": templates.user_system}, {"role": "user", "content": task}]
+
+
+def validate_templates(templates: PromptTemplates) -> None:
+    """Raise ValueError naming the template whose ``str.format`` fields cannot be filled.
+
+    Checked once at configuration time so that a typo in a recipe override fails before any rollout,
+    not in the middle of a dialogue.
+    """
+    for name, allowed in TEMPLATE_FIELDS.items():
+        template = getattr(templates, name)
+        if not isinstance(template, str):
+            raise ValueError(f"coars.prompts.{name}: expected a string, got {type(template).__name__}")
+        try:
+            template.format(**{field: "x" for field in allowed})
+        except (KeyError, IndexError, ValueError, AttributeError, TypeError) as err:
+            raise ValueError(
+                f"coars.prompts.{name}: cannot fill the template ({type(err).__name__}: {err}); "
+                f"allowed fields are {sorted(allowed) or 'none'} (write literal braces as '{{{{' and '}}}}')"
+            ) from err

@@ -1,0 +1,230 @@
+"""The coupled interaction reward of CoARS (spec section 3), as pure functions of a dialogue summary.
+
+Both roles are scored from the SAME trajectory, with no external judge::
+
+    r_rec  = gamma ** (k_hit - 1) * 1[target was recommended]  -  format_penalty * #invalid recommender turns
+    r_user = mean over answered turns of 1[d_k == 1[i_k == target]]
+             - false_accept_weight * #false accepts - false_reject_weight * #false rejects
+             - format_penalty * #user format errors                     (r_user's mean is 0 with no answered turn)
+    R_rec  = r_rec  + beta * hit
+    R_user = r_user + beta * hit
+
+Definitions (the same as ``coars_verl.dialogue.transcript``):
+
+* ``k_hit``: the first turn whose *valid* recommendation is the target; 0 when never.
+* ``hit``: Hit@1 of the dialogue, i.e. the final item (the last valid recommendation, whatever the
+  user answered to it) is the target. It can differ from "the target was recommended": a falsely
+  rejected target followed by another valid recommendation gives r_rec > 0 but hit = 0.
+* An *answered turn* is one where the user agent acted. A turn lost to an invalid recommendation,
+  or cut by ``finish_early`` before the user answered, is not answered.
+* An unparsable user answer is a user format error (always penalised). How it counts for the
+  accuracy mean is ``RewardConfig.unparsable_user_answer``:
+
+  - ``"wrong"`` (default): an answered turn scored as incorrect, whatever the item; not a false
+    accept/reject. A non-decision cannot be right, so garbage never earns accuracy credit even
+    though most items deserve a "no".
+  - ``"reject"``: an answered turn scored as a "no" (what the environment did with it), including
+    a false reject when the item was the target.
+  - ``"skip"``: not an answered turn (only the format penalty applies).
+
+The input is the dict from ``Transcript.summary()`` (what the agent loop stores), so the reward
+manager can apply it without re-running the dialogue. Only the per-turn lists are read; the
+derived scalars of the summary are recomputed so that the two cannot disagree.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from dataclasses import dataclass, fields
+from typing import Any, Mapping
+
+from coars_verl.dialogue.transcript import DECISION_NO, DECISION_NONE, DECISION_YES
+
+UNPARSABLE_USER_ANSWER_POLICIES = ("wrong", "reject", "skip")
+
+
+@dataclass(frozen=True)
+class RewardConfig:
+    """Interaction-reward weights (recipe keys ``coars.reward.*``); spec defaults."""
+
+    gamma: float = 0.9
+    """Discount per turn before the target is recommended (1.0: no preference for an early hit)."""
+    beta: float = 0.5
+    """Weight of the shared outcome (Hit@1) in both roles' rewards."""
+    format_penalty: float = 0.1
+    """Subtracted per invalid recommender turn (recommender) and per unparsable user answer (user)."""
+    false_accept_weight: float = 0.0
+    false_reject_weight: float = 0.0
+    unparsable_user_answer: str = "wrong"
+    """How an unparsable user answer enters the accuracy mean: "wrong", "reject" or "skip" (module docstring)."""
+
+    def __post_init__(self) -> None:
+        for spec_field in fields(self):
+            if spec_field.name == "unparsable_user_answer":
+                continue
+            value = getattr(self, spec_field.name)
+            if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+                raise ValueError(f"coars.reward.{spec_field.name}: expected a finite number, got {value!r}")
+            object.__setattr__(self, spec_field.name, float(value))
+        if not 0.0 <= self.gamma <= 1.0:
+            raise ValueError(f"coars.reward.gamma: expected a value in [0, 1], got {self.gamma}")
+        if self.unparsable_user_answer not in UNPARSABLE_USER_ANSWER_POLICIES:
+            raise ValueError(
+                f"coars.reward.unparsable_user_answer: expected one of {UNPARSABLE_USER_ANSWER_POLICIES}, "
+                f"got {self.unparsable_user_answer!r}"
+            )
+
+    @classmethod
+    def from_mapping(cls, mapping: Mapping[str, Any] | None = None) -> "RewardConfig":
+        """Build from a recipe mapping; unknown keys are an error (a typo must not silently use a default)."""
+        values = dict(mapping or {})
+        known = {spec_field.name for spec_field in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"coars.reward: unknown key(s) {unknown}; expected some of {sorted(known)}")
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class RoleRewards:
+    """Both roles' rewards for one dialogue and the diagnostics they were computed from."""
+
+    rec: float
+    """R_rec = r_rec + beta * hit."""
+    user: float
+    """R_user = r_user + beta * hit."""
+    hit: bool
+    """Hit@1 of the dialogue: the final item (last valid recommendation) is the target."""
+    k_hit: int
+    """First turn the target was validly recommended; 0 when never."""
+    target_recommended: bool
+    turns: int
+    valid_ratio: float
+    rec_format_errors: int
+    answered_turns: int
+    """Turns counted in the user's accuracy mean (depends on ``unparsable_user_answer``)."""
+    user_accuracy: float
+    """Mean of 1[d_k == 1[i_k == target]] over answered turns; 0.0 with none."""
+    false_accepts: int
+    false_rejects: int
+    user_format_errors: int
+
+    def as_extra_info(self) -> dict[str, float]:
+        """Scalars for verl's ``reward_extra_info`` (every value a float)."""
+        values = {
+            "rec/reward": self.rec,
+            "user/reward": self.user,
+            "hit": self.hit,
+            "k_hit": self.k_hit,
+            "turns": self.turns,
+            "rec/target_recommended": self.target_recommended,
+            "rec/valid_ratio": self.valid_ratio,
+            "rec/format_errors": self.rec_format_errors,
+            "user/answered_turns": self.answered_turns,
+            "user/accuracy": self.user_accuracy,
+            "user/false_accepts": self.false_accepts,
+            "user/false_rejects": self.false_rejects,
+            "user/format_errors": self.user_format_errors,
+        }
+        return {key: float(value) for key, value in values.items()}
+
+
+@dataclass(frozen=True)
+class _Turn:
+    """The facts of one turn that the reward needs."""
+
+    valid: bool
+    is_target: bool
+    decision: int
+    user_error: bool
+
+
+def compute_role_rewards(summary: Mapping[str, Any], config: RewardConfig = RewardConfig()) -> RoleRewards:
+    """Score both roles from a ``Transcript.summary()`` dict. ValueError on a malformed summary."""
+    turns = _turns(summary)
+    rec_format_errors = sum(not turn.valid for turn in turns)
+    k_hit = next((k for k, turn in enumerate(turns, start=1) if turn.valid and turn.is_target), 0)
+    final = next((turn for turn in reversed(turns) if turn.valid), None)
+    hit = final is not None and final.is_target
+    coupling = config.beta * float(hit)
+
+    recommended_bonus = config.gamma ** (k_hit - 1) if k_hit > 0 else 0.0
+    rec = recommended_bonus - config.format_penalty * rec_format_errors + coupling
+
+    user = _user_score(turns, config)
+    user_reward = (
+        user.accuracy
+        - config.false_accept_weight * user.false_accepts
+        - config.false_reject_weight * user.false_rejects
+        - config.format_penalty * user.format_errors
+        + coupling
+    )
+    return RoleRewards(
+        rec=rec,
+        user=user_reward,
+        hit=hit,
+        k_hit=k_hit,
+        target_recommended=k_hit > 0,
+        turns=len(turns),
+        valid_ratio=(len(turns) - rec_format_errors) / len(turns) if turns else 0.0,
+        rec_format_errors=rec_format_errors,
+        answered_turns=user.answered,
+        user_accuracy=user.accuracy,
+        false_accepts=user.false_accepts,
+        false_rejects=user.false_rejects,
+        user_format_errors=user.format_errors,
+    )
+
+
+@dataclass(frozen=True)
+class _UserScore:
+    answered: int
+    accuracy: float
+    false_accepts: int
+    false_rejects: int
+    format_errors: int
+
+
+def _user_score(turns: list[_Turn], config: RewardConfig) -> _UserScore:
+    """Accuracy of the user's decisions and its error counts, under the unparsable-answer policy."""
+    answered = correct = false_accepts = false_rejects = format_errors = 0
+    for turn in turns:
+        if turn.decision == DECISION_NONE:
+            continue  # the user did not act this turn
+        if turn.user_error:
+            format_errors += 1
+            if config.unparsable_user_answer == "skip":
+                continue
+            if config.unparsable_user_answer == "wrong":
+                answered += 1
+                continue
+            # "reject": fall through and score it as the "no" the environment treated it as
+        accepted = turn.decision == DECISION_YES
+        answered += 1
+        correct += accepted == turn.is_target
+        false_accepts += accepted and not turn.is_target
+        false_rejects += (not accepted) and turn.is_target
+    accuracy = correct / answered if answered else 0.0
+    return _UserScore(answered, accuracy, false_accepts, false_rejects, format_errors)
+
+
+def _turns(summary: Mapping[str, Any]) -> list[_Turn]:
+    """The per-turn facts of a summary, checked for consistency."""
+    if not isinstance(summary, Mapping):
+        raise ValueError(f"dialogue summary: expected a mapping, got {type(summary).__name__}")
+    columns = {}
+    for key in ("rec_valid", "is_target", "user_decisions", "user_errors"):
+        if key not in summary:
+            raise ValueError(f"dialogue summary: missing key {key!r}")
+        columns[key] = list(summary[key])  # parquet round trips give numpy arrays
+    lengths = {key: len(values) for key, values in columns.items()}
+    if len(set(lengths.values())) != 1:
+        raise ValueError(f"dialogue summary: per-turn lists differ in length: {lengths}")
+    turns = []
+    for valid, is_target, decision, user_error in zip(*columns.values()):
+        decision = int(decision)
+        if decision not in (DECISION_YES, DECISION_NO, DECISION_NONE):
+            raise ValueError(f"dialogue summary: unknown user decision {decision!r}")
+        turns.append(_Turn(bool(valid), bool(valid) and bool(is_target), decision, bool(user_error)))
+    return turns
