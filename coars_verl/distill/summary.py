@@ -3,7 +3,8 @@
 Everything in ``coars_verl.distill`` reads a dialogue through :func:`view_summary`, so a change of
 the summary format (produced by the dialogue/transcript code) only touches this file.
 
-Assumed summary format (a plain, JSON-like mapping)::
+Accepted formats: the dialogue summary the agent loop stores (``Transcript.summary()``, read
+through ``transcript.turn_dicts``), or a hand-written mapping with ``turn_records``::
 
     {
         "user_id": str,
@@ -25,6 +26,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any, Mapping
+
+from coars_verl.dialogue.transcript import turn_dicts
 
 DECISION_YES = "yes"
 DECISION_NO = "no"
@@ -89,7 +92,10 @@ def view_summary(summary: Mapping[str, Any]) -> DialogueView:
     Missing keys get neutral defaults; decisions are normalised to ``"yes"``/``"no"``/``None``;
     turn records are sorted by turn number (stable).
     """
-    raw_records = summary.get("turn_records") or ()
+    raw_records = summary.get("turn_records")
+    if raw_records is None and "rec_valid" in summary:  # a Transcript.summary() as the agent loop stores it
+        raw_records = turn_dicts(summary)
+    raw_records = raw_records or ()
     records = []
     for pos, rec in enumerate(raw_records):
         records.append(

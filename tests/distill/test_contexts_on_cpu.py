@@ -165,3 +165,19 @@ def test_budget_truncation(miss_summary):
     long_reason = {**miss_summary, "turn_records": [{**miss_summary["turn_records"][0], "user_reason": "z" * 1000}]}
     line = hindsight_context(REC, long_reason, max_chars=None).split("\n")[1]
     assert len(line) < 300  # each reason is capped too
+
+
+def test_a_real_transcript_summary_is_read_turn_by_turn():
+    from coars_verl.dialogue.state import Dialogue
+    from coars_verl.distill.summary import view_summary
+
+    dialogue = Dialogue.from_extra_info(
+        {"user_id": "u1", "history_titles": ["A", "B", "C"], "candidate_titles": ["Heat", "Fargo"], "target_title": "Fargo"}
+    )
+    dialogue.submit("recommender", "Reason: action.\nItem: Heat")
+    dialogue.submit("user", "Reason: too loud.\nDecision: no")
+    dialogue.submit("recommender", "Reason: dark comedy.\nItem: Fargo")
+    dialogue.submit("user", "Reason: love it.\nDecision: yes")
+    view = view_summary(dialogue.transcript.summary())
+    assert [r.item for r in view.rejected] == ["Heat"] and view.rejected[0].user_reason == "too loud."
+    assert view.accepted.item == "Fargo" and view.hit and view.user_id == "u1"
