@@ -1,0 +1,444 @@
+"""Command-line front ends of the data_prep scripts (shared argparse pieces and error handling).
+
+Every command exits 0 on success, 2 on bad input or usage (the message names the file, the line
+and what was expected), 130 on Ctrl-C; no partial output is left behind in any case.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+from typing import Callable, Sequence
+
+from coars_verl.datasets.download import DownloadError, download
+from coars_verl.datasets.errors import DataFormatError
+from coars_verl.datasets.loaders import (
+    LASTFM_UNTAGGED_CHOICES,
+    LoadedDataset,
+    load_amazon2018,
+    load_amazon2023,
+    load_lastfm,
+    load_lcrec,
+    load_movielens_1m,
+    load_movielens_100k,
+    load_recbole,
+)
+from coars_verl.datasets.pipeline import format_summary, run_pipeline
+from coars_verl.datasets.protocol import ProtocolConfig
+
+__all__ = [
+    "main_movielens",
+    "main_lastfm",
+    "main_instruments",
+    "main_recbole",
+    "protocol_from_args",
+    "add_common_arguments",
+    "detect_format",
+]
+
+
+def _ratios(text: str) -> tuple[float, float, float]:
+    parts = text.replace("/", ":").split(":")
+    try:
+        vals = tuple(float(p) for p in parts)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected three numbers like 8:1:1, got {text!r}") from None
+    if len(vals) != 3 or min(vals) < 0 or sum(vals) <= 0:
+        raise argparse.ArgumentTypeError(f"expected three non-negative numbers like 8:1:1, got {text!r}")
+    return vals  # type: ignore[return-value]
+
+
+def _nonneg_int(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {v}")
+    return v
+
+
+def _pos_int(text: str) -> int:
+    v = _nonneg_int(text)
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {v}")
+    return v
+
+
+def _nonneg_float(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not v >= 0:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}")
+    return v
+
+
+def add_common_arguments(p: argparse.ArgumentParser, default_core: int = 0) -> None:
+    io = p.add_argument_group("input and output")
+    io.add_argument(
+        "--raw-dir",
+        required=True,
+        type=Path,
+        help="folder with the raw files (or a folder containing the unpacked archive folder)",
+    )
+    io.add_argument(
+        "--out",
+        required=True,
+        type=Path,
+        help="output folder; replaced atomically (only if empty or written by data_prep before)",
+    )
+    io.add_argument(
+        "--download",
+        action="store_true",
+        help="first download the official files into --raw-dir (skipped for files already there)",
+    )
+    io.add_argument("--encoding", default=None, help="text encoding of the raw files (default: the format's own)")
+    io.add_argument("--name", default=None, help="dataset name used in data_source (coars/<name>)")
+    io.add_argument("--quiet", action="store_true", help="no progress bars and no summary table")
+    pr = p.add_argument_group("protocol (coars-method.md sections 2, 5, 6)")
+    d = ProtocolConfig()
+    pr.add_argument(
+        "--seed", type=int, default=d.seed, help="seed of the split and of all sampling (default %(default)s)"
+    )
+    pr.add_argument(
+        "--split",
+        type=_ratios,
+        default=d.split_ratios,
+        metavar="TRAIN:VALID:TEST",
+        help="user split ratios (default 8:1:1)",
+    )
+    pr.add_argument(
+        "--max-history", type=_pos_int, default=d.max_history, help="history length cap (default %(default)s)"
+    )
+    pr.add_argument(
+        "--min-history", type=_pos_int, default=d.min_history, help="shortest history of a sample (default %(default)s)"
+    )
+    pr.add_argument(
+        "--num-candidates",
+        type=_pos_int,
+        default=d.num_candidates,
+        help="candidate set size, target included (default %(default)s)",
+    )
+    pr.add_argument(
+        "--max-train-samples-per-user",
+        type=_nonneg_int,
+        default=d.max_train_samples_per_user,
+        help="keep each train user's N most recent windows (default 0 = all)",
+    )
+    pr.add_argument(
+        "--max-eval-samples-per-user",
+        type=_nonneg_int,
+        default=d.max_eval_samples_per_user,
+        help="same for valid/test users (default 0 = all; 1 = LLaRA-style one sample per user)",
+    )
+    pr.add_argument(
+        "--sim-positives",
+        type=_pos_int,
+        default=d.sim_positives,
+        help="held-out future items per user-simulation user (default %(default)s)",
+    )
+    pr.add_argument(
+        "--sim-negative-ratio",
+        type=_nonneg_float,
+        default=d.sim_negative_ratio,
+        help="user-simulation negatives per positive (default %(default)s, i.e. 1:1)",
+    )
+    pr.add_argument(
+        "--core",
+        type=_nonneg_int,
+        default=default_core,
+        help="k-core filter on users and items, 0 = off (default %(default)s)",
+    )
+
+
+def add_recbole_arguments(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("RecBole atomic input (--format recbole)")
+    g.add_argument(
+        "--recbole-name", default=None, help="file stem <name>.inter / .item / .user (default: the only one)"
+    )
+    g.add_argument("--user-field", default=None)
+    g.add_argument("--item-field", default=None)
+    g.add_argument("--time-field", default=None)
+    g.add_argument("--title-field", default=None)
+
+
+def protocol_from_args(args: argparse.Namespace) -> ProtocolConfig:
+    return ProtocolConfig(
+        seed=args.seed,
+        max_history=args.max_history,
+        min_history=args.min_history,
+        num_candidates=args.num_candidates,
+        split_ratios=tuple(args.split),
+        max_train_samples_per_user=args.max_train_samples_per_user,
+        max_eval_samples_per_user=args.max_eval_samples_per_user,
+        sim_positives=args.sim_positives,
+        sim_negative_ratio=args.sim_negative_ratio,
+        core=args.core,
+    )
+
+
+def _has(raw: Path, *names: str, glob: str | None = None) -> bool:
+    dirs = [raw] + (sorted(x for x in raw.iterdir() if x.is_dir()) if raw.is_dir() else [])
+    for d in dirs:
+        if any((d / n).is_file() for n in names):
+            return True
+        if glob and any(
+            p for p in d.glob(glob) if not any(p.name.endswith(f".{s}.inter") for s in ("train", "valid", "test"))
+        ):
+            return True
+    return False
+
+
+def detect_format(raw: Path, candidates: Sequence[tuple[str, tuple[str, ...], str | None]], what: str) -> str:
+    """First format whose marker files exist in ``raw`` (or a subfolder)."""
+    for fmt, names, glob in candidates:
+        if _has(raw, *names, glob=glob):
+            return fmt
+    expected = "; ".join(f"{fmt}: {' or '.join(names + ((glob,) if glob else ()))}" for fmt, names, glob in candidates)
+    raise DataFormatError(raw, f"{what} files ({expected})", found="none of them")
+
+
+def _run(args: argparse.Namespace, load: Callable[[], LoadedDataset], download_key: Callable[[], str] | None) -> int:
+    t0 = time.perf_counter()
+    try:
+        cfg = protocol_from_args(args)
+    except ValueError as e:  # option combinations argparse cannot check (e.g. --min-history > --max-history)
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    try:
+        if args.download:
+            if download_key is None:
+                raise DownloadError("--download needs a known format (pass --format / --variant)")
+            download(download_key(), args.raw_dir, quiet=args.quiet)
+        data = load()
+        if args.name:
+            data.name = args.name
+        stats = run_pipeline(data, cfg, args.out, quiet=args.quiet)
+    except (DataFormatError, DownloadError, FileExistsError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:  # e.g. --out not writable, disk full
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: nothing was written to --out", file=sys.stderr)
+        return 130
+    if not args.quiet:
+        print(format_summary(stats, args.out))
+        print(f"done in {time.perf_counter() - t0:.1f} s")
+    return 0
+
+
+def _enc(args: argparse.Namespace, default: str) -> str:
+    return args.encoding or default
+
+
+# --------------------------------------------------------------------------------------------
+
+
+def movielens_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="movielens.py", description="Prepare MovieLens (ml-100k or ml-1m, raw or RecBole atomic) for CoARS/verl."
+    )
+    p.add_argument(
+        "--variant",
+        choices=("auto", "ml-100k", "ml-1m"),
+        default="auto",
+        help="raw release (default: detect from the files: u.data -> ml-100k, ratings.dat -> ml-1m)",
+    )
+    p.add_argument("--format", choices=("auto", "raw", "recbole"), default="auto")
+    add_common_arguments(p)
+    add_recbole_arguments(p)
+    return p
+
+
+def main_movielens(argv: Sequence[str] | None = None) -> int:
+    args = movielens_parser().parse_args(argv)
+
+    def resolve() -> tuple[str, str]:
+        fmt, variant = args.format, args.variant
+        if fmt == "auto":
+            if variant != "auto" and args.download:
+                fmt = "raw"
+            else:
+                fmt = detect_format(
+                    args.raw_dir, [("raw", ("u.data", "ratings.dat"), None), ("recbole", (), "*.inter")], "MovieLens"
+                )
+        if fmt == "raw" and variant == "auto":
+            variant = detect_format(
+                args.raw_dir, [("ml-100k", ("u.data",), None), ("ml-1m", ("ratings.dat",), None)], "MovieLens raw"
+            )
+        return fmt, variant
+
+    def load() -> LoadedDataset:
+        fmt, variant = resolve()
+        if fmt == "recbole":
+            data = load_recbole(
+                args.raw_dir,
+                name=args.recbole_name,
+                dataset_name="movielens",
+                user_field=args.user_field,
+                item_field=args.item_field,
+                time_field=args.time_field,
+                title_field=args.title_field,
+                title_normalizer="movielens",
+                encoding=_enc(args, "utf-8"),
+            )
+            stem = data.files[0][: -len(".inter")].lower()
+            v = variant if variant != "auto" else stem
+            data.name = {"ml-100k": "movielens-100k", "ml-1m": "movielens-1m"}.get(v, "movielens")
+            return data
+        if variant == "ml-100k":
+            return load_movielens_100k(args.raw_dir, encoding=_enc(args, "latin-1"))
+        return load_movielens_1m(args.raw_dir, encoding=_enc(args, "latin-1"))
+
+    def key() -> str:
+        if args.variant == "auto":
+            raise DownloadError("--download needs --variant ml-100k or --variant ml-1m")
+        if args.format == "recbole":
+            raise DownloadError("--download fetches the GroupLens archives (raw format), not RecBole files")
+        return args.variant
+
+    return _run(args, load, key)
+
+
+def lastfm_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="lastfm.py", description="Prepare LastFM hetrec2011-lastfm-2k (raw or RecBole atomic) for CoARS/verl."
+    )
+    p.add_argument("--format", choices=("auto", "raw", "recbole"), default="auto")
+    p.add_argument(
+        "--untagged",
+        choices=LASTFM_UNTAGGED_CHOICES,
+        default="after",
+        help="where artists the user listened to but never tagged go in the time order: after the "
+        "tagged ones (default), before them, or out of the sequence (drop); see the README",
+    )
+    add_common_arguments(p)
+    add_recbole_arguments(p)
+    return p
+
+
+def main_lastfm(argv: Sequence[str] | None = None) -> int:
+    args = lastfm_parser().parse_args(argv)
+
+    def load() -> LoadedDataset:
+        fmt = args.format
+        if fmt == "auto":
+            fmt = detect_format(
+                args.raw_dir, [("raw", ("user_artists.dat",), None), ("recbole", (), "*.inter")], "LastFM"
+            )
+        if fmt == "recbole":
+            return load_recbole(
+                args.raw_dir,
+                name=args.recbole_name,
+                dataset_name="lastfm",
+                user_field=args.user_field,
+                item_field=args.item_field,
+                time_field=args.time_field,
+                title_field=args.title_field,
+                encoding=_enc(args, "utf-8"),
+            )
+        return load_lastfm(args.raw_dir, untagged=args.untagged, encoding=_enc(args, "utf-8"))
+
+    def key() -> str:
+        if args.format == "recbole":
+            raise DownloadError("--download fetches the GroupLens archive (raw format), not RecBole files")
+        return "lastfm"
+
+    return _run(args, load, key)
+
+
+INSTRUMENT_FORMATS = (
+    ("amazon2018", ("Musical_Instruments_5.json", "Musical_Instruments_5.json.gz"), None),
+    ("amazon2023", ("Musical_Instruments.jsonl", "Musical_Instruments.jsonl.gz"), None),
+    ("lcrec", (), "*.inter.json"),
+    ("recbole", (), "*.inter"),
+)
+
+
+def instruments_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="instruments.py",
+        description="Prepare Amazon Musical Instruments (Amazon Reviews 2018 / 2023, LC-Rec processed, or RecBole "
+        "atomic) for CoARS/verl.",
+    )
+    p.add_argument("--format", choices=("auto",) + tuple(f for f, _, _ in INSTRUMENT_FORMATS), default="auto")
+    p.add_argument("--lcrec-name", default="Instruments", help="LC-Rec file stem (default %(default)s)")
+    add_common_arguments(p, default_core=5)
+    add_recbole_arguments(p)
+    return p
+
+
+def main_instruments(argv: Sequence[str] | None = None) -> int:
+    args = instruments_parser().parse_args(argv)
+
+    def load() -> LoadedDataset:
+        fmt = args.format
+        if fmt == "auto":
+            fmt = detect_format(args.raw_dir, INSTRUMENT_FORMATS, "Amazon Musical Instruments")
+        enc = _enc(args, "utf-8")
+        if fmt == "amazon2018":
+            return load_amazon2018(args.raw_dir, encoding=enc, quiet=args.quiet)
+        if fmt == "amazon2023":
+            return load_amazon2023(args.raw_dir, encoding=enc, quiet=args.quiet)
+        if fmt == "lcrec":
+            return load_lcrec(args.raw_dir, name=args.lcrec_name, encoding=enc)
+        return load_recbole(
+            args.raw_dir,
+            name=args.recbole_name,
+            dataset_name="instruments",
+            user_field=args.user_field,
+            item_field=args.item_field,
+            time_field=args.time_field,
+            title_field=args.title_field,
+            encoding=enc,
+        )
+
+    def key() -> str:
+        if args.format == "auto":
+            raise DownloadError("--download needs --format amazon2018 or --format amazon2023")
+        return args.format
+
+    return _run(args, load, key)
+
+
+def recbole_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="recbole_atomic.py", description="Prepare any RecBole atomic dataset (.inter, .item, optional .user)."
+    )
+    p.add_argument(
+        "--title-normalizer",
+        choices=("clean", "movielens"),
+        default="clean",
+        help="'movielens' also moves trailing articles and strips years (default %(default)s)",
+    )
+    add_common_arguments(p)
+    add_recbole_arguments(p)
+    return p
+
+
+def main_recbole(argv: Sequence[str] | None = None) -> int:
+    args = recbole_parser().parse_args(argv)
+
+    def load() -> LoadedDataset:
+        data = load_recbole(
+            args.raw_dir,
+            name=args.recbole_name,
+            dataset_name="recbole",
+            user_field=args.user_field,
+            item_field=args.item_field,
+            time_field=args.time_field,
+            title_field=args.title_field,
+            title_normalizer=args.title_normalizer,
+            encoding=_enc(args, "utf-8"),
+        )
+        if not args.name:
+            data.name = data.files[0][: -len(".inter")].lower()
+        return data
+
+    return _run(args, load, None)

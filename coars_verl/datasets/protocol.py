@@ -1,0 +1,468 @@
+"""The data protocol (coars-method.md sections 2, 5, 6; LLaRA / AFL style), vectorised.
+
+Steps, in order (each drop is counted by reason):
+1. items without a usable title are dropped, with their interactions; interactions whose item is
+   not in the item file are dropped;
+2. repeated (user, item) pairs keep their earliest occurrence;
+3. optional k-core filtering (users and items with >= k interactions, iterated);
+4. titles are made unique (case-insensitively) over the remaining items;
+5. each user's interactions are ordered by (timestamp, tiebreak, item id);
+6. users with at least min_history + 1 sequence items are split train/valid/test (8:1:1 by
+   default) with a seeded permutation;
+7. sliding windows: every position t >= min_history of a user's sequence is a sample with the
+   last <= max_history items before it as history and item t as target (optionally only the
+   most recent N windows per user);
+8. candidates: the target plus (num_candidates - 1) items drawn uniformly without replacement from
+   the items the user never interacted with, shuffled;
+9. user-simulation sets (valid and test users): positives = the user's last
+   min(sim_positives, len - min_history) items (held-out future), history = the <= max_history
+   items before them, negatives = round(ratio * positives) never-interacted items, and the
+   shuffled list of items to judge with like/dislike labels.
+
+Randomness comes from numpy Generators spawned from one SeedSequence(seed): the user split, the
+candidates of each split, and the user-simulation negatives of each split use separate streams,
+so e.g. capping train windows does not change the test candidates.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from coars_verl.datasets.errors import DropCounter
+from coars_verl.datasets.loaders import LoadedDataset
+from coars_verl.datasets.progress import progress
+from coars_verl.datasets.titles import disambiguate_titles
+
+__all__ = [
+    "ProtocolConfig",
+    "Prepared",
+    "SplitSamples",
+    "UserSimSet",
+    "prepare",
+    "natural_order",
+    "sample_negatives",
+    "InteractionSet",
+    "SPLITS",
+]
+
+SPLITS = ("train", "valid", "test")
+
+
+@dataclass(frozen=True)
+class ProtocolConfig:
+    seed: int = 42
+    max_history: int = 10
+    min_history: int = 3
+    num_candidates: int = 20
+    split_ratios: tuple[float, float, float] = (8.0, 1.0, 1.0)
+    max_train_samples_per_user: int = 0
+    """0 = every window; N > 0 keeps each train user's N most recent windows."""
+    max_eval_samples_per_user: int = 0
+    """Same for valid and test users (1 = one sample per user, the LLaRA evaluation setting)."""
+    sim_positives: int = 5
+    """At most this many held-out future items per user-simulation user."""
+    sim_negative_ratio: float = 1.0
+    """Negatives per positive in the user-simulation sets (AFL: 1)."""
+    core: int = 0
+    """k-core filter on users and items (0 = off)."""
+
+    def __post_init__(self) -> None:
+        if self.max_history < 1:
+            raise ValueError("max_history must be >= 1")
+        if not 1 <= self.min_history <= self.max_history:
+            raise ValueError("min_history must be between 1 and max_history")
+        if self.num_candidates < 1:
+            raise ValueError("num_candidates must be >= 1")
+        if len(self.split_ratios) != 3 or min(self.split_ratios) < 0 or sum(self.split_ratios) <= 0:
+            raise ValueError("split_ratios must be three non-negative numbers with a positive sum")
+        if self.max_train_samples_per_user < 0 or self.max_eval_samples_per_user < 0:
+            raise ValueError("sample caps must be >= 0 (0 = no cap)")
+        if self.sim_positives < 1:
+            raise ValueError("sim_positives must be >= 1")
+        if self.sim_negative_ratio < 0:
+            raise ValueError("sim_negative_ratio must be >= 0")
+        if self.core < 0:
+            raise ValueError("core must be >= 0")
+
+    def as_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["split_ratios"] = [float(x) for x in self.split_ratios]
+        return d
+
+
+@dataclass
+class SplitSamples:
+    """Samples of one split, as indices into Prepared.item_ids / user_ids."""
+
+    user: np.ndarray  # (N,) user index
+    target: np.ndarray  # (N,) item index
+    hist_offsets: np.ndarray  # (N + 1,) offsets into hist_items
+    hist_items: np.ndarray  # flat item indices, chronological per sample
+    candidates: np.ndarray  # (N, C) item indices, shuffled; contains the target once
+
+    def __len__(self) -> int:
+        return int(self.user.shape[0])
+
+
+@dataclass
+class UserSimSet:
+    user: np.ndarray  # (U,)
+    hist_offsets: np.ndarray
+    hist_items: np.ndarray
+    pos_offsets: np.ndarray
+    pos_items: np.ndarray  # chronological
+    neg_offsets: np.ndarray
+    neg_items: np.ndarray
+    judge_offsets: np.ndarray
+    judge_items: np.ndarray  # shuffled positives + negatives
+    judge_labels: np.ndarray  # bool, 1 = positive
+
+    def __len__(self) -> int:
+        return int(self.user.shape[0])
+
+
+@dataclass
+class Prepared:
+    name: str
+    format: str
+    config: ProtocolConfig
+    user_ids: np.ndarray  # object array of str, natural order
+    item_ids: np.ndarray  # object array of str, natural order
+    titles: np.ndarray  # object array of unique titles, aligned with item_ids
+    raw_titles: np.ndarray  # titles before disambiguation
+    item_interactions: np.ndarray  # interactions per item (all users)
+    item_train_interactions: np.ndarray  # interactions per item by train users
+    splits: dict[str, SplitSamples]
+    user_sim: dict[str, UserSimSet]
+    users_per_split: dict[str, int]
+    drops: DropCounter
+    raw_stats: dict[str, int]
+    clean_stats: dict[str, int]
+    info: dict[str, Any] = field(default_factory=dict)
+    files: list[str] = field(default_factory=list)
+    title_normalizer: str = "clean"
+
+
+def natural_order(ids: np.ndarray) -> np.ndarray:
+    """Permutation sorting string ids numerically when they are plain digit strings, else
+    lexicographically (digit ids first; ties, e.g. "7" and "007", by the string). Deterministic."""
+    s = pd.Series(np.asarray(ids, dtype=object)).astype(str)
+    isnum = s.str.fullmatch(r"\d{1,18}").to_numpy(dtype=bool)
+    num = np.zeros(len(s), dtype=np.int64)
+    if isnum.any():
+        num[isnum] = s[isnum].astype(np.int64).to_numpy()
+    str_rank = np.empty(len(s), dtype=np.int64)
+    str_rank[np.argsort(s.to_numpy(dtype=str), kind="stable")] = np.arange(len(s))
+    return np.lexsort((str_rank, num, ~isnum))
+
+
+class InteractionSet:
+    """Membership test for (user, item) pairs: a dense bitmap when users x items is small enough,
+    else binary search in the sorted pair keys ``user * n_items + item``."""
+
+    DENSE_LIMIT = 64_000_000
+
+    def __init__(self, users: np.ndarray, items: np.ndarray, n_users: int, n_items: int):
+        self.n_users = int(n_users)
+        self.n_items = int(n_items)
+        keys = np.asarray(users, dtype=np.int64) * self.n_items + np.asarray(items, dtype=np.int64)
+        self.keys = np.unique(keys)
+        self.dense: np.ndarray | None = None
+        if self.n_users * self.n_items <= self.DENSE_LIMIT:
+            self.dense = np.zeros(self.n_users * self.n_items, dtype=bool)
+            self.dense[self.keys] = True
+
+    def contains(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+        keys = np.asarray(users, dtype=np.int64) * self.n_items + np.asarray(items, dtype=np.int64)
+        if self.dense is not None:
+            return self.dense[keys]
+        if self.keys.size == 0:
+            return np.zeros(keys.shape, dtype=bool)
+        pos = np.minimum(np.searchsorted(self.keys, keys), self.keys.size - 1)
+        return self.keys[pos] == keys
+
+    def items_of(self, user: int) -> np.ndarray:
+        lo, hi = np.searchsorted(self.keys, [user * self.n_items, (user + 1) * self.n_items])
+        return self.keys[lo:hi] - user * self.n_items
+
+    def degree(self) -> np.ndarray:
+        return np.bincount(self.keys // self.n_items, minlength=self.n_users)
+
+
+def sample_negatives(
+    rng: np.random.Generator,
+    users: np.ndarray,
+    k: int,
+    interacted: InteractionSet,
+    max_rounds: int = 64,
+) -> np.ndarray:
+    """For each row's user, ``k`` distinct items drawn uniformly from the items the user never
+    interacted with (sequential rejection sampling, vectorised over rows). Returns an (N, k) int64
+    array in draw order. Every user must have >= k never-interacted items.
+    """
+    users = np.asarray(users, dtype=np.int64)
+    n_items = interacted.n_items
+    n = users.shape[0]
+    out = np.full((n, k), -1, dtype=np.int64)
+    if n == 0 or k == 0:
+        return out
+    filled = np.zeros(n, dtype=np.int64)
+    pending = np.arange(n)
+    rounds = 0
+    while pending.size and rounds < max_rounds:
+        rounds += 1
+        need = k - filled[pending]
+        width = int(need.max()) + int(need.max()) // 2 + 4
+        draws = rng.integers(0, n_items, size=(pending.size, width), dtype=np.int64)
+        draws[interacted.contains(users[pending, None], draws)] = -1
+        comb = np.concatenate([out[pending], draws], axis=1)
+        # First occurrence of each value in a row (already-chosen items come first and stay).
+        order = np.argsort(comb, axis=1, kind="stable")
+        sorted_vals = np.take_along_axis(comb, order, axis=1)
+        dup_sorted = np.zeros(sorted_vals.shape, dtype=bool)
+        dup_sorted[:, 1:] = sorted_vals[:, 1:] == sorted_vals[:, :-1]
+        dup = np.zeros_like(dup_sorted)
+        np.put_along_axis(dup, order, dup_sorted, axis=1)
+        valid = (comb >= 0) & ~dup
+        rank = np.cumsum(valid, axis=1)
+        take = valid & (rank <= k)
+        rows, cols = np.nonzero(take)
+        new = np.full((pending.size, k), -1, dtype=np.int64)
+        new[rows, rank[rows, cols] - 1] = comb[rows, cols]
+        out[pending] = new
+        filled[pending] = np.minimum(rank[:, -1], k)
+        pending = pending[filled[pending] < k]
+    for r in pending:  # pathological: users who interacted with almost every item
+        u = int(users[r])
+        chosen = out[r][out[r] >= 0]
+        allowed = np.setdiff1d(np.arange(n_items), np.concatenate([interacted.items_of(u), chosen]))
+        need = k - chosen.size
+        if allowed.size < need:
+            raise ValueError(f"user index {u} has only {allowed.size + chosen.size} never-interacted items, {k} needed")
+        out[r, chosen.size :] = rng.choice(allowed, size=need, replace=False)
+    return out
+
+
+def _row_permutation(rng: np.random.Generator, n: int, width: int) -> np.ndarray:
+    return np.argsort(rng.random((n, width)), axis=1, kind="stable")
+
+
+def _split_sizes(n: int, ratios: tuple[float, float, float]) -> tuple[int, int, int]:
+    total = float(sum(ratios))
+    n_valid = int(np.floor(n * ratios[1] / total + 0.5))
+    n_test = int(np.floor(n * ratios[2] / total + 0.5))
+    if n_valid + n_test > n:
+        n_test = n - n_valid
+    return n - n_valid - n_test, n_valid, n_test
+
+
+def prepare(data: LoadedDataset, config: ProtocolConfig = ProtocolConfig(), quiet: bool = False) -> Prepared:
+    cfg = config
+    drops = DropCounter()
+    drops.merge(data.drops)
+    info: dict[str, Any] = dict(data.info)
+    steps = progress(total=6, desc=f"prepare {data.name}", quiet=quiet)
+
+    # 1. titles and unknown items
+    items = data.items
+    has_title = items["title"].map(lambda t: bool(t)).to_numpy(dtype=bool)
+    titled = items.loc[has_title]
+    drops.add("items_without_title", int((~has_title).sum()))
+    inter = data.interactions
+    known = inter["item_id"].isin(items["item_id"]).to_numpy()
+    drops.add("interactions_unknown_item", int((~known).sum()))
+    ok = inter["item_id"].isin(titled["item_id"]).to_numpy()
+    drops.add("interactions_item_without_title", int((known & ~ok).sum()))
+    inter = inter.loc[ok]
+
+    # 2. duplicates: keep the earliest occurrence of each (user, item)
+    item_codes_all = pd.Index(titled["item_id"].to_numpy(dtype=object))
+    u_codes, u_uniques = pd.factorize(inter["user_id"], sort=False)
+    i_codes = item_codes_all.get_indexer(inter["item_id"])
+    ts = inter["timestamp"].to_numpy()
+    tb = inter["tiebreak"].to_numpy()
+    in_seq = inter["in_sequence"].to_numpy()
+    titled_order = natural_order(item_codes_all.to_numpy())
+    item_rank = np.empty(len(titled_order), dtype=np.int64)
+    item_rank[titled_order] = np.arange(len(titled_order))
+    order = np.lexsort((item_rank[i_codes], tb, ts, u_codes))
+    pair = u_codes.astype(np.int64)[order] * len(item_codes_all) + i_codes[order]
+    first = ~pd.Series(pair).duplicated(keep="first").to_numpy()
+    drops.add("duplicate_interactions", int((~first).sum()))
+    sel = order[first]
+    u_codes, i_codes, in_seq = u_codes[sel], i_codes[sel], in_seq[sel]
+    ts, tb = ts[sel], tb[sel]
+    steps.update()
+
+    # 3. k-core
+    if cfg.core > 0:
+        keep = np.ones(len(u_codes), dtype=bool)
+        while True:
+            uc = np.bincount(u_codes[keep], minlength=len(u_uniques))
+            ic = np.bincount(i_codes[keep], minlength=len(item_codes_all))
+            new_keep = keep & (uc[u_codes] >= cfg.core) & (ic[i_codes] >= cfg.core)
+            if new_keep.sum() == keep.sum():
+                break
+            keep = new_keep
+        drops.add("interactions_removed_by_k_core", int((~keep).sum()))
+        u_codes, i_codes, in_seq, ts, tb = u_codes[keep], i_codes[keep], in_seq[keep], ts[keep], tb[keep]
+    steps.update()
+
+    # 4. item universe, canonical (natural) order, unique titles
+    used_items = np.unique(i_codes)
+    ids_used = item_codes_all.to_numpy()[used_items]
+    nat = natural_order(ids_used)
+    used_items = used_items[nat]
+    item_ids = ids_used[nat]
+    n_items = len(item_ids)
+    remap_item = np.full(len(item_codes_all), -1, dtype=np.int64)
+    remap_item[used_items] = np.arange(n_items)
+    i_idx = remap_item[i_codes]
+    raw_titles = titled["title"].to_numpy(dtype=object)[used_items]
+    hints = titled["hint"].to_numpy(dtype=object)[used_items]
+    titles_l, n_renamed = disambiguate_titles(item_ids.tolist(), raw_titles.tolist(), hints.tolist())
+    titles = np.array(titles_l, dtype=object)
+    info["titles_disambiguated"] = int(n_renamed)
+    info["titled_items_without_remaining_interactions"] = int(len(titled) - n_items)
+
+    used_users = np.unique(u_codes)
+    uids_used = np.asarray(u_uniques, dtype=object)[used_users]
+    unat = natural_order(uids_used)
+    used_users = used_users[unat]
+    user_ids = uids_used[unat]
+    n_users = len(user_ids)
+    remap_user = np.full(len(u_uniques), -1, dtype=np.int64)
+    remap_user[used_users] = np.arange(n_users)
+    u_idx = remap_user[u_codes]
+    drops.add("users_without_usable_interactions", int(data.interactions["user_id"].nunique() - n_users))
+    interacted = InteractionSet(u_idx, i_idx, n_users, n_items)
+    degree = np.bincount(u_idx, minlength=n_users)
+    item_interactions = np.bincount(i_idx, minlength=n_items)
+    steps.update()
+
+    # 5. sequences
+    s = in_seq
+    full = np.lexsort((i_idx[s], tb[s], ts[s], u_idx[s]))  # i_idx follows the natural item order
+    seq_user = u_idx[s][full]
+    seq_item = i_idx[s][full]
+    seq_len = np.bincount(seq_user, minlength=n_users)
+    seq_start = np.concatenate([[0], np.cumsum(seq_len)[:-1]]).astype(np.int64)
+
+    # 6. eligible users and split
+    long_enough = seq_len >= cfg.min_history + 1
+    enough_neg = (n_items - degree) >= max(cfg.num_candidates - 1, 0)
+    drops.add("users_too_short_for_a_sample", int((~long_enough).sum()))
+    drops.add("users_without_enough_negatives", int((long_enough & ~enough_neg).sum()))
+    eligible = np.flatnonzero(long_enough & enough_neg)
+    seeds = np.random.SeedSequence(cfg.seed).spawn(7)
+    rng_split = np.random.default_rng(seeds[0])
+    perm = rng_split.permutation(eligible.size)
+    n_tr, n_va, n_te = _split_sizes(eligible.size, cfg.split_ratios)
+    split_users = {
+        "train": np.sort(eligible[perm[:n_tr]]),
+        "valid": np.sort(eligible[perm[n_tr : n_tr + n_va]]),
+        "test": np.sort(eligible[perm[n_tr + n_va :]]),
+    }
+    steps.update()
+
+    # 7-8. windows and candidates
+    splits: dict[str, SplitSamples] = {}
+    for si, name in enumerate(SPLITS):
+        users = split_users[name]
+        cap = cfg.max_train_samples_per_user if name == "train" else cfg.max_eval_samples_per_user
+        L = seq_len[users]
+        n_win = L - cfg.min_history
+        keep = np.minimum(n_win, cap) if cap > 0 else n_win
+        total = int(keep.sum())
+        win_user = np.repeat(users, keep)
+        group_start = np.repeat(np.cumsum(keep) - keep, keep)
+        j = np.arange(total) - group_start
+        t_local = np.repeat(L - keep, keep) + j
+        base = seq_start[win_user]
+        target = seq_item[base + t_local]
+        h_len = np.minimum(t_local, cfg.max_history)
+        h_off = np.concatenate([[0], np.cumsum(h_len)]).astype(np.int64)
+        h_pos = np.repeat(base + t_local - h_len, h_len) + (np.arange(int(h_len.sum())) - np.repeat(h_off[:-1], h_len))
+        hist_items = seq_item[h_pos]
+        rng_c = np.random.default_rng(seeds[1 + si])
+        negs = sample_negatives(rng_c, win_user, cfg.num_candidates - 1, interacted)
+        cands = np.concatenate([target[:, None], negs], axis=1)
+        perm_c = _row_permutation(rng_c, total, cfg.num_candidates)
+        cands = np.take_along_axis(cands, perm_c, axis=1)
+        splits[name] = SplitSamples(win_user, target, h_off, hist_items, cands)
+    steps.update()
+
+    # 9. user-simulation sets for valid and test users
+    user_sim: dict[str, UserSimSet] = {}
+    for si, name in enumerate(("valid", "test")):
+        users = split_users[name]
+        L = seq_len[users]
+        base = seq_start[users]
+        n_pos = np.minimum(cfg.sim_positives, L - cfg.min_history)
+        cut = L - n_pos
+        h_len = np.minimum(cut, cfg.max_history)
+        h_off = np.concatenate([[0], np.cumsum(h_len)]).astype(np.int64)
+        h_pos = np.repeat(base + cut - h_len, h_len) + (np.arange(int(h_len.sum())) - np.repeat(h_off[:-1], h_len))
+        p_off = np.concatenate([[0], np.cumsum(n_pos)]).astype(np.int64)
+        p_pos = np.repeat(base + cut, n_pos) + (np.arange(int(n_pos.sum())) - np.repeat(p_off[:-1], n_pos))
+        pos_items = seq_item[p_pos]
+        want = np.floor(n_pos * cfg.sim_negative_ratio + 0.5).astype(np.int64)
+        avail = n_items - degree[users]
+        n_neg = np.minimum(want, avail)
+        drops.add(f"user_sim_{name}_negatives_short", int((want - n_neg).sum()))
+        rng_s = np.random.default_rng(seeds[4 + si])
+        kmax = int(n_neg.max()) if users.size else 0
+        # Users sampled at the common width kmax would need kmax free items; sample per width.
+        neg_mat = np.full((users.size, kmax), -1, dtype=np.int64)
+        for w in np.unique(n_neg):
+            rows = np.flatnonzero(n_neg == w)
+            if w > 0:
+                neg_mat[rows, :w] = sample_negatives(rng_s, users[rows], int(w), interacted)
+        n_off = np.concatenate([[0], np.cumsum(n_neg)]).astype(np.int64)
+        neg_items = neg_mat[np.arange(kmax)[None, :] < n_neg[:, None]]
+        # judge list: positives and negatives of a user, shuffled together
+        rows = np.concatenate([np.repeat(np.arange(users.size), n_pos), np.repeat(np.arange(users.size), n_neg)])
+        j_items = np.concatenate([pos_items, neg_items])
+        j_labels = np.concatenate([np.ones(len(pos_items), dtype=bool), np.zeros(len(neg_items), dtype=bool)])
+        jo = np.lexsort((rng_s.random(j_items.size), rows))
+        j_off = np.concatenate([[0], np.cumsum(n_pos + n_neg)]).astype(np.int64)
+        user_sim[name] = UserSimSet(
+            users, h_off, seq_item[h_pos], p_off, pos_items, n_off, neg_items, j_off, j_items[jo], j_labels[jo]
+        )
+    steps.update()
+    steps.close()
+
+    train_mask = np.zeros(n_users, dtype=bool)
+    train_mask[split_users["train"]] = True
+    item_train = np.bincount(seq_item[train_mask[seq_user]], minlength=n_items)
+    clean_stats = {
+        "users": int(n_users),
+        "items": int(n_items),
+        "interactions": int(len(u_idx)),
+        "sequence_interactions": int(s.sum()),
+        "users_with_samples": int(eligible.size),
+    }
+    return Prepared(
+        name=data.name,
+        format=data.format,
+        config=cfg,
+        user_ids=user_ids,
+        item_ids=item_ids,
+        titles=titles,
+        raw_titles=raw_titles,
+        item_interactions=item_interactions,
+        item_train_interactions=item_train,
+        splits=splits,
+        user_sim=user_sim,
+        users_per_split={k: int(v.size) for k, v in split_users.items()},
+        drops=drops,
+        raw_stats=dict(data.raw_stats),
+        clean_stats=clean_stats,
+        info=info,
+        files=list(data.files),
+        title_normalizer=data.title_normalizer,
+    )
