@@ -1,0 +1,148 @@
+"""A tiny model primed to the CoARS answer formats, so that RL on CPU has something to learn from.
+
+A randomly initialised model never writes ``Item: ...`` or ``Decision: ...``: every dialogue then
+gets the same reward, GRPO sees no variance and the actor never moves. This command takes the
+tiny model of :mod:`coars_verl.models.tiny` and fine-tunes it briefly (supervised, on CPU) on
+synthetic dialogues rendered with the real role prompts of :mod:`coars_verl.dialogue`:
+
+* the recommender answers ``Reason: <...>\\nItem: <k>`` with a random candidate number k;
+* the user agent answers ``Reason: <...>\\nDecision: yes|no`` at random.
+
+So the primed model speaks both formats but knows nothing about the users: its choices are random,
+its rewards vary, and RL has a signal. Deterministic for the same options::
+
+    python -m coars_verl.models.primed --out /tmp/tiny-primed
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import random
+import sys
+from pathlib import Path
+from typing import Any
+
+from coars_verl.constants import ROLE_RECOMMENDER
+from coars_verl.models._build import BuildResult, atomic_build, count_params_from_safetensors, make_marker, timed
+from coars_verl.models.tiny import _reason, _title, build_tiny_model
+
+BUILDER = "coars_verl.models.primed"
+FORMAT_VERSION = 1
+DEFAULTS: dict[str, Any] = {"steps": 200, "batch_size": 8, "lr": 3e-3, "num_candidates": 20, "yes_rate": 0.25, "seed": 0}
+
+
+def synthetic_examples(num_dialogues: int, num_candidates: int, yes_rate: float, seed: int) -> list[tuple[list[dict], str]]:
+    """(messages the agent saw, its answer) for every act of ``num_dialogues`` random dialogues."""
+    from coars_verl.dialogue.state import Dialogue, DialogueSample
+
+    rng = random.Random(seed)
+    examples: list[tuple[list[dict], str]] = []
+    for _ in range(num_dialogues):
+        titles = list(dict.fromkeys(_title(rng) for _ in range(num_candidates + 12)))
+        candidates, history = titles[:num_candidates], titles[num_candidates : num_candidates + rng.randrange(3, 11)]
+        sample = DialogueSample(
+            user_id="0", history_titles=tuple(history), candidate_titles=tuple(candidates),
+            candidate_item_ids=tuple(str(i) for i in range(len(candidates))),
+            target_title=rng.choice(candidates), target_item_id="",
+        )
+        dialogue = Dialogue(sample)
+        seen: dict[str, list[dict]] = {}
+        while not dialogue.done:
+            role = dialogue.next_role()
+            context = seen.setdefault(role, [])
+            context.extend(dialogue.pending_messages(role))
+            if role == ROLE_RECOMMENDER:
+                answer = f"Reason: {_reason(rng)}\nItem: {rng.randrange(1, len(candidates) + 1)}"
+            else:
+                answer = f"Reason: {_reason(rng)}\nDecision: {'yes' if rng.random() < yes_rate else 'no'}"
+            examples.append((list(context), answer))
+            context.append({"role": "assistant", "content": answer})
+            dialogue.submit(role, answer)
+    return examples
+
+
+def _build_into(folder: Path, opts: dict[str, Any], base: Path) -> None:
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(base)
+    model = AutoModelForCausalLM.from_pretrained(base, torch_dtype=torch.float32)
+    end = tokenizer.convert_tokens_to_ids("<|im_end|>")
+    rows = []
+    for messages, answer in synthetic_examples(opts["steps"] * opts["batch_size"] // 4 + 1, opts["num_candidates"], opts["yes_rate"], opts["seed"]):
+        prompt = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True, return_dict=False)
+        rows.append((prompt, tokenizer.encode(answer, add_special_tokens=False) + [end]))
+    rng = random.Random(opts["seed"])
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(opts["seed"])
+        optimizer = torch.optim.AdamW(model.parameters(), lr=opts["lr"])
+        model.train()
+        for _ in range(opts["steps"]):
+            batch = rng.sample(rows, opts["batch_size"])
+            width = max(len(p) + len(a) for p, a in batch)
+            ids = torch.full((len(batch), width), tokenizer.pad_token_id)
+            labels = torch.full((len(batch), width), -100)
+            attention = torch.zeros((len(batch), width), dtype=torch.long)
+            for row, (prompt, answer) in enumerate(batch):
+                seq = prompt + answer
+                ids[row, : len(seq)] = torch.tensor(seq)
+                labels[row, len(prompt) : len(seq)] = torch.tensor(answer)
+                attention[row, : len(seq)] = 1
+            loss = model(input_ids=ids, attention_mask=attention, labels=labels).loss
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+    model.eval()
+    model.save_pretrained(folder, safe_serialization=True)
+    tokenizer.save_pretrained(folder)
+    (folder / "priming.json").write_text(json.dumps({"final_loss": loss.item(), **opts}, indent=2, sort_keys=True) + "\n")
+    config = json.loads((folder / "config.json").read_text())
+    config["attn_implementation"] = "sdpa"
+    (folder / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+
+
+def build_primed_model_result(out_dir: str | os.PathLike, force: bool = False, **options: Any) -> BuildResult:
+    unknown = sorted(set(options) - set(DEFAULTS))
+    if unknown:
+        raise TypeError(f"build_primed_model: unknown option(s) {unknown}; expected some of {sorted(DEFAULTS)}")
+    opts = {**DEFAULTS, **{k: v for k, v in options.items() if v is not None}}
+    marker = make_marker(BUILDER, FORMAT_VERSION, opts)
+    out = Path(out_dir).expanduser().absolute()
+
+    def build(tmp: Path) -> None:
+        base = build_tiny_model(tmp.parent / f".{out.name}.base", seed=opts["seed"])
+        _build_into(tmp, opts, base)
+
+    path, built, seconds = timed(lambda: atomic_build(out, marker, build, force))
+    return BuildResult(path=path, built=built, seconds=seconds, num_params=count_params_from_safetensors(path),
+                       vocab_size=1024, kind="tiny qwen2, format-primed")
+
+
+def build_primed_model(out_dir: str | os.PathLike, force: bool = False, **options: Any) -> Path:
+    return build_primed_model_result(out_dir, force=force, **options).path
+
+
+def cached_primed_model(cache_dir: str | os.PathLike, **options: Any) -> Path:
+    """Build once per cache folder and options (for test fixtures)."""
+    key = hashlib.sha256(json.dumps({**DEFAULTS, **options}, sort_keys=True).encode()).hexdigest()[:12]
+    return build_primed_model(Path(cache_dir) / f"tiny-primed-{key}", **options)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m coars_verl.models.primed", description=__doc__.splitlines()[0])
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--steps", type=int, default=DEFAULTS["steps"])
+    parser.add_argument("--seed", type=int, default=DEFAULTS["seed"])
+    parser.add_argument("--force", action="store_true")
+    args = parser.parse_args(argv)
+    result = build_primed_model_result(args.out, force=args.force, steps=args.steps, seed=args.seed)
+    print(result.path)
+    print(result.summary())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
