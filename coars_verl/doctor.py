@@ -46,15 +46,52 @@ def _rollout_backend(name: str) -> str:
     return f"{replica.__module__}.{replica.__qualname__} + {adapter.__qualname__}"
 
 
+def _agent_loop(name: str) -> str:
+    from verl.experimental.agent_loop.agent_loop import _agent_loop_registry
+
+    if name not in _agent_loop_registry:
+        raise LookupError(f"not in the agent-loop registry {sorted(_agent_loop_registry)}")
+    return _agent_loop_registry[name]["_target_"]
+
+
+def _reward_manager(name: str) -> str:
+    from verl.experimental.reward_loop.reward_manager.registry import get_reward_manager_cls
+
+    cls = get_reward_manager_cls(name)
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def _adv_estimator(name: str) -> str:
+    from verl.trainer.ppo.core_algos import get_adv_estimator_fn
+
+    fn = get_adv_estimator_fn(name)
+    return f"{fn.__module__}.{fn.__qualname__}"
+
+
+def _trainer_mode(name: str) -> str:
+    from verl.trainer.ppo.v1 import get_trainer_cls
+
+    cls = get_trainer_cls(name)
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
 # kind -> (verl registry it lives in, lookup returning what the name resolves to)
 LOOKUPS: dict[str, tuple[str, Callable[[str], str]]] = {
     "platform": ("verl.plugin.platform.PlatformRegistry", _platform),
     "rollout backend": ("verl.workers.rollout RolloutReplicaRegistry + _ROLLOUT_REGISTRY", _rollout_backend),
+    "agent loop": ("verl.experimental.agent_loop _agent_loop_registry", _agent_loop),
+    "reward manager": ("verl.experimental.reward_loop.reward_manager REWARD_MANAGER", _reward_manager),
+    "advantage estimator": ("verl.trainer.ppo.core_algos ADV_ESTIMATOR_REGISTRY", _adv_estimator),
+    "trainer mode": ("verl.trainer.ppo.v1 TRAINER_REGISTRY", _trainer_mode),
 }
 
 EXPECTED: tuple[tuple[str, str], ...] = (
     ("platform", names.PLATFORM_NAME),
     ("rollout backend", names.ROLLOUT_BACKEND_NAME),
+    ("agent loop", names.AGENT_LOOP_NAME),
+    ("reward manager", names.REWARD_MANAGER_NAME),
+    ("advantage estimator", names.ADV_ESTIMATOR_NAME),
+    ("trainer mode", names.TRAINER_MODE_NAME),
 )
 
 VERSIONED = ("coars-verl", "verl", "torch", "transformers", "ray", "tensordict", "TransferQueue", "hydra-core", "vllm")

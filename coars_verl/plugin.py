@@ -18,6 +18,10 @@ logger = logging.getLogger("coars_verl")
 # (component, module whose import registers it, callable in that module to run, or None)
 COMPONENT_MODULES: tuple[tuple[str, str, str | None], ...] = (
     ("cpu platform + hf rollout backend", "coars_verl.cpu.registration", "register_cpu_components"),
+    ("agent loop", "coars_verl.agent_loop", None),
+    ("reward manager", "coars_verl.reward_manager", None),
+    ("advantage estimator", "coars_verl.estimator", None),
+    ("trainer mode", "coars_verl.trainer", None),
 )
 
 REGISTRATION_ERRORS: dict[str, str] = {}

@@ -13,7 +13,28 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 
 @pytest.fixture(scope="session")
-def tiny_model_path(tmp_path_factory) -> Path:
+def tiny_model_path(model_cache) -> Path:
     from coars_verl.models.tiny import cached_tiny_model
 
-    return cached_tiny_model(os.environ.get("COARS_VERL_MODEL_CACHE") or tmp_path_factory.getbasetemp() / "models")
+    return cached_tiny_model(model_cache)
+
+
+@pytest.fixture(scope="session")
+def model_cache(tmp_path_factory) -> Path:
+    return Path(os.environ.get("COARS_VERL_MODEL_CACHE") or tmp_path_factory.getbasetemp() / "models")
+
+
+@pytest.fixture(scope="session")
+def primed_model_path(model_cache) -> Path:
+    """The tiny model fine-tuned to the answer formats: its dialogues have varying rewards."""
+    from coars_verl.models.primed import cached_primed_model
+
+    return cached_primed_model(model_cache)
+
+
+@pytest.fixture(scope="session")
+def movielens_dir(tmp_path_factory) -> Path:
+    """ml-100k (shipped in the recbole package) prepared by data_prep, once per session."""
+    from coars_verl.demo import movielens_100k_from_recbole, prepare_movielens
+
+    return prepare_movielens(tmp_path_factory.mktemp("data") / "movielens-100k")

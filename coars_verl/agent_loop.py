@@ -1,0 +1,175 @@
+"""The CoARS agent loop: one recommender-user dialogue, returned as one training sample per role.
+
+Registered in verl's agent-loop registry under ``coars_dialogue`` (the ``agent_name`` that
+data_prep writes). Both agents are the policy being trained, talking through verl's rollout
+server. The dialogue rules live in :mod:`coars_verl.dialogue.state`; this class only keeps a
+token stream per role and translates:
+
+* each role's stream: its own prompt, its generated tokens (``response_mask`` 1) and what it
+  observed between its turns (the partner's words, the environment's explanations: mask 0);
+* one :class:`AgentLoopOutput` per role, the user agent first and the recommender last (verl
+  scores, validates and logs the final output of a run);
+* identical ``extra_fields`` keys on both (verl takes the field set from the first output).
+
+Config: ``coars.dialogue.*`` (turn rules), ``coars.prompts.*`` (templates),
+``coars.agent_loop.max_tokens_per_turn`` (generation budget of one answer). The response
+budget of a role is ``rollout.response_length``; the dialogue ends cleanly when it is spent.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any, Optional
+from uuid import uuid4
+
+from omegaconf import OmegaConf
+from verl.experimental.agent_loop.agent_loop import AgentLoopBase, AgentLoopMetrics, AgentLoopOutput, register
+from verl.utils.profiler import simple_timer
+
+from coars_verl.constants import AGENT_LOOP_NAME, ROLE_RECOMMENDER, ROLE_USER, ROLES
+from coars_verl.dialogue.prompts import user_initial_messages
+from coars_verl.dialogue.state import Dialogue, DialogueConfig
+from coars_verl.dialogue.transcript import END_BUDGET
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_MAX_TOKENS_PER_TURN = 96
+EXTRA_ROLE = "coars_role"
+EXTRA_SUMMARY = "coars_dialogue"
+EXTRA_ACTED = "coars_acted"
+
+
+@dataclass
+class RoleStream:
+    """One agent's view of the dialogue as tokens: everything before ``response_mask`` is its prompt."""
+
+    role: str
+    request_id: str
+    messages: list[dict[str, str]] = field(default_factory=list)
+    token_ids: list[int] = field(default_factory=list)
+    response_mask: list[int] = field(default_factory=list)
+    response_logprobs: Optional[list[float]] = None
+    turns: int = 0
+
+    @property
+    def started(self) -> bool:
+        return bool(self.token_ids)
+
+
+def coars_section(config, name: str) -> dict:
+    section = OmegaConf.select(config, f"coars.{name}", default=None)
+    return OmegaConf.to_container(section, resolve=True) if section is not None else {}
+
+
+@register(AGENT_LOOP_NAME)
+class CoarsDialogueAgentLoop(AgentLoopBase):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.dialogue_config = DialogueConfig.from_mapping(coars_section(self.config, "dialogue"), coars_section(self.config, "prompts"))
+        loop_options = coars_section(self.config, "agent_loop")
+        unknown = sorted(set(loop_options) - {"max_tokens_per_turn"})
+        if unknown:
+            raise ValueError(f"coars.agent_loop: unknown key(s) {unknown}; expected max_tokens_per_turn")
+        self.max_tokens_per_turn = int(loop_options.get("max_tokens_per_turn", DEFAULT_MAX_TOKENS_PER_TURN))
+        self.response_length = int(self.rollout_config.response_length)
+        self.want_logprobs = bool(self.rollout_config.calculate_log_probs)
+
+    async def run(self, sampling_params: dict[str, Any], **kwargs) -> list[AgentLoopOutput]:
+        dialogue = Dialogue.from_extra_info(kwargs["extra_info"], self.dialogue_config)
+        streams = {role: RoleStream(role, request_id=uuid4().hex) for role in ROLES}
+        metrics: dict[str, Any] = {}
+        steps: dict[str, Optional[int]] = {"min_global_steps": None, "max_global_steps": None}
+
+        while not dialogue.done:
+            role = dialogue.next_role()
+            stream = streams[role]
+            if not await self._observe(stream, dialogue.pending_messages(role)):
+                dialogue.finish_early(END_BUDGET)
+                break
+            budget = min(self.max_tokens_per_turn, self.response_length - len(stream.response_mask))
+            if budget < 1:
+                dialogue.finish_early(END_BUDGET)
+                break
+            with simple_timer("generate_sequences", metrics):
+                text = await self._act(stream, sampling_params, budget, steps)
+            dialogue.submit(role, text)
+
+        summary = dialogue.transcript.summary()
+        if not streams[ROLE_USER].started:
+            await self._start_idle_user(streams[ROLE_USER], dialogue)
+        extra = {EXTRA_SUMMARY: summary, **steps}
+        return [self._output(streams[role], extra, metrics) for role in (ROLE_USER, ROLE_RECOMMENDER)]
+
+    async def _observe(self, stream: RoleStream, messages: list[dict[str, str]]) -> bool:
+        """Append what the role has not seen yet (mask 0). False if it does not fit the budget."""
+        if not messages:
+            return True
+        if not stream.started:
+            stream.messages = list(messages)
+            stream.token_ids = await self.ct_build_initial_tokens(stream.messages)
+            stream.response_logprobs = [] if self.want_logprobs else None
+            return True
+        previous = list(stream.messages)
+        updated = previous + list(messages)
+        merged, mask, logprobs = await self.ct_merge_context_msg(previous, updated, stream.token_ids, stream.response_mask, stream.response_logprobs)
+        if len(mask) >= self.response_length:
+            return False
+        stream.messages, stream.token_ids, stream.response_mask = updated, merged.token_ids, mask
+        if stream.response_logprobs is not None:
+            stream.response_logprobs = logprobs or []
+        return True
+
+    async def _act(self, stream: RoleStream, sampling_params: dict[str, Any], max_tokens: int, steps: dict) -> str:
+        """Generate one answer (mask 1) and return its text."""
+        output = await self.server_manager.generate(
+            request_id=stream.request_id,
+            prompt_ids=stream.token_ids,
+            sampling_params={**sampling_params, "max_tokens": max_tokens},
+        )
+        if steps["min_global_steps"] is None:
+            steps["min_global_steps"] = output.extra_fields.get("min_global_steps")
+        steps["max_global_steps"] = output.extra_fields.get("max_global_steps", steps["max_global_steps"])
+        merged, mask, logprobs = await self.ct_merge_assistant_token(
+            stream.token_ids,
+            output.token_ids,
+            stream.response_mask,
+            stream.response_logprobs,
+            assistant_logprobs=output.log_probs if stream.response_logprobs is not None else None,
+        )
+        stream.token_ids, stream.response_mask = merged.token_ids, mask
+        if stream.response_logprobs is not None:
+            stream.response_logprobs = logprobs or []
+        stream.turns += 1
+        text = self.tokenizer.decode(output.token_ids, skip_special_tokens=True)
+        stream.messages.append({"role": "assistant", "content": text})
+        return text
+
+    async def _start_idle_user(self, stream: RoleStream, dialogue: Dialogue) -> None:
+        """The user agent never acted (no valid recommendation): give it its context and one
+        end-of-turn token that carries no loss, so the run still yields a well-formed user sample."""
+        sample = dialogue.sample
+        stream.messages = user_initial_messages(
+            sample.history_titles,
+            sample.candidate_titles,
+            item="(no valid recommendation)",
+            reason=self.dialogue_config.templates.missing_reason,
+            templates=self.dialogue_config.templates,
+            numbered_candidates=self.dialogue_config.numbered_candidates,
+        )
+        end_of_turn = self.tokenizer.eos_token_id if self.tokenizer.eos_token_id is not None else self.tokenizer.pad_token_id
+        stream.token_ids = await self.ct_build_initial_tokens(stream.messages) + [end_of_turn]
+        stream.response_mask = [0]
+        stream.response_logprobs = [0.0] if self.want_logprobs else None
+
+    def _output(self, stream: RoleStream, extra: dict, metrics: dict) -> AgentLoopOutput:
+        split = len(stream.token_ids) - len(stream.response_mask)
+        return AgentLoopOutput(
+            prompt_ids=stream.token_ids[:split],
+            response_ids=stream.token_ids[split:][: self.response_length],
+            response_mask=stream.response_mask[: self.response_length],
+            response_logprobs=stream.response_logprobs[: self.response_length] if stream.response_logprobs is not None else None,
+            num_turns=len(stream.messages),
+            metrics=AgentLoopMetrics(**metrics),
+            extra_fields={**extra, EXTRA_ROLE: stream.role, EXTRA_ACTED: stream.turns},
+        )

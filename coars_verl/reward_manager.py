@@ -1,0 +1,51 @@
+"""The CoARS interaction reward as a verl reward-loop manager (registered as ``coars_interaction``).
+
+verl calls :meth:`run_single` once per dialogue with one row per agent-loop output (user agent,
+then recommender). Both rows carry the same dialogue summary in their ``extra_fields``; the
+rewards are the pure functions of :mod:`coars_verl.rewards.interaction`, weighted by
+``coars.reward.*``. verl keeps only one ``reward_score`` per run (the final output's, copied to
+the others), so both roles' rewards travel in ``reward_extra_info`` (``rec/reward``,
+``user/reward``, ...) and the ``coars_sync`` trainer mode hands each sample its own.
+
+Use in a recipe: ``reward.reward_manager.name=coars_interaction`` with the ``coars_dialogue``
+agent loop.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+from omegaconf import OmegaConf
+from verl import DataProto
+from verl.experimental.reward_loop.reward_manager import register
+from verl.experimental.reward_loop.reward_manager.base import RewardManagerBase
+
+from coars_verl.agent_loop import EXTRA_SUMMARY
+from coars_verl.constants import REWARD_MANAGER_NAME
+from coars_verl.rewards.interaction import RewardConfig, compute_role_rewards
+
+SESSION_REWARD_KEY = "rec/reward"
+
+
+def dialogue_summary(data: DataProto) -> Mapping[str, Any]:
+    """The dialogue summary the agent loop attached to its outputs (the same on every row)."""
+    for extra in data.non_tensor_batch.get("tool_extra_fields", []):
+        extra = getattr(extra, "data", extra) or {}
+        if EXTRA_SUMMARY in extra:
+            return extra[EXTRA_SUMMARY]
+    raise ValueError(
+        f"{REWARD_MANAGER_NAME}: no '{EXTRA_SUMMARY}' in the agent-loop outputs; this reward manager scores "
+        "dialogues of the 'coars_dialogue' agent loop (set agent_name in the data or rollout.agent.default_agent_loop)"
+    )
+
+
+@register(REWARD_MANAGER_NAME)
+class CoarsInteractionRewardManager(RewardManagerBase):
+    def __init__(self, config, tokenizer, compute_score=None, **kwargs):
+        super().__init__(config, tokenizer, compute_score)
+        section = OmegaConf.select(config, "coars.reward", default=None)
+        self.reward_config = RewardConfig.from_mapping(OmegaConf.to_container(section, resolve=True) if section is not None else {})
+
+    async def run_single(self, data: DataProto) -> dict:
+        info = compute_role_rewards(dialogue_summary(data), self.reward_config).as_extra_info()
+        return {"reward_score": info[SESSION_REWARD_KEY], "reward_extra_info": info}

@@ -1,0 +1,159 @@
+"""The coars_dialogue agent loop against a scripted rollout server: token streams, masks, budgets."""
+
+import asyncio
+
+import pytest
+from omegaconf import OmegaConf
+from transformers import AutoTokenizer
+from verl.experimental.agent_loop.agent_loop import DictConfigWrap
+from verl.utils.dataset.rl_dataset import RLHFDataset
+from verl.workers.rollout.replica import TokenOutput
+
+from coars_verl.agent_loop import EXTRA_ROLE, EXTRA_SUMMARY, CoarsDialogueAgentLoop
+from coars_verl.constants import ROLE_RECOMMENDER, ROLE_USER
+
+CANDIDATES = ["Heat", "Fargo", "Casino", "Babe"]
+EXTRA_INFO = {
+    "user_id": "7",
+    "history_titles": ["Toy Story", "Jumanji", "Clueless"],
+    "history_item_ids": ["1", "2", "3"],
+    "candidate_titles": CANDIDATES,
+    "candidate_item_ids": ["10", "11", "12", "13"],
+    "target_title": "Fargo",
+    "target_item_id": "11",
+    "split": "train",
+    "index": 0,
+}
+
+
+class ScriptedServer:
+    """Answers each generate call with the next scripted text of the role whose context it is."""
+
+    def __init__(self, tokenizer, script):
+        self.tokenizer, self.script, self.calls = tokenizer, list(script), []
+
+    async def generate(self, request_id, *, prompt_ids, sampling_params, **kwargs):
+        system_prompt = self.tokenizer.decode(prompt_ids).split("<|im_end|>")[0]
+        role = ROLE_RECOMMENDER if "You are a recommender agent" in system_prompt else ROLE_USER
+        position = next(i for i, (r, _) in enumerate(self.script) if r == role)
+        _, text = self.script.pop(position)
+        ids = self.tokenizer.encode(text, add_special_tokens=False) + [self.tokenizer.convert_tokens_to_ids("<|im_end|>")]
+        ids = ids[: sampling_params["max_tokens"]]
+        self.calls.append({"role": role, "request_id": request_id, "max_tokens": sampling_params["max_tokens"], "n_prompt": len(prompt_ids)})
+        return TokenOutput(token_ids=ids, log_probs=[-0.25] * len(ids), extra_fields={"min_global_steps": 3, "max_global_steps": 3})
+
+
+def _config(response_length=512, max_turns=5, max_tokens_per_turn=64):
+    return OmegaConf.create(
+        {
+            "actor_rollout_ref": {"rollout": {"prompt_length": 1024, "response_length": response_length, "calculate_log_probs": True}},
+            "data": {"apply_chat_template_kwargs": {}},
+            "coars": {"dialogue": {"max_turns": max_turns}, "agent_loop": {"max_tokens_per_turn": max_tokens_per_turn}},
+        }
+    )
+
+
+def _run(tokenizer, script, **config_kw):
+    server = ScriptedServer(tokenizer, script)
+
+    async def main():
+        cfg = _config(**config_kw)
+        loop = CoarsDialogueAgentLoop(
+            trainer_config=DictConfigWrap(cfg), server_manager=server, tokenizer=tokenizer, processor=None,
+            dataset_cls=RLHFDataset, data_config=DictConfigWrap(cfg.data), hf_model_type="qwen2",
+        )
+        return await loop.run({"temperature": 1.0, "logprobs": True}, extra_info=EXTRA_INFO, raw_prompt=[])
+
+    return asyncio.run(main()), server
+
+
+@pytest.fixture(scope="module")
+def tokenizer(tiny_model_path):
+    return AutoTokenizer.from_pretrained(tiny_model_path)
+
+
+def _trainable_text(tokenizer, output):
+    return tokenizer.decode([t for t, m in zip(output.response_ids, output.response_mask) if m], skip_special_tokens=False)
+
+
+def _observed_text(tokenizer, output):
+    return tokenizer.decode([t for t, m in zip(output.response_ids, output.response_mask) if not m], skip_special_tokens=False)
+
+
+THREE_TURNS = [
+    (ROLE_RECOMMENDER, "Reason: you like comedies.\nItem: Babe"),
+    (ROLE_USER, "Reason: too childish.\nDecision: no"),
+    (ROLE_RECOMMENDER, "Reason: a crime story.\nItem: Casino"),
+    (ROLE_USER, "Reason: too long.\nDecision: no"),
+    (ROLE_RECOMMENDER, "Reason: dark comedy.\nItem: Fargo"),
+    (ROLE_USER, "Reason: yes, I love it.\nDecision: yes"),
+]
+
+
+def test_one_output_per_role_user_first_recommender_last(tokenizer):
+    outputs, server = _run(tokenizer, THREE_TURNS)
+    assert [o.extra_fields[EXTRA_ROLE] for o in outputs] == [ROLE_USER, ROLE_RECOMMENDER]
+    assert not server.script, "every scripted answer was used"
+    assert [c["role"] for c in server.calls] == [role for role, _ in THREE_TURNS]  # the agents alternate
+    assert len({c["request_id"] for c in server.calls if c["role"] == ROLE_RECOMMENDER}) == 1  # sticky per role
+
+
+def test_trainable_tokens_are_exactly_the_roles_own_answers(tokenizer):
+    outputs, _ = _run(tokenizer, THREE_TURNS)
+    for output, role in zip(outputs, (ROLE_USER, ROLE_RECOMMENDER)):
+        own = [text + "<|im_end|>" for r, text in THREE_TURNS if r == role]
+        assert _trainable_text(tokenizer, output) == "".join(own)
+        assert len(output.response_logprobs) == len(output.response_ids)
+        assert all(lp == -0.25 for lp, m in zip(output.response_logprobs, output.response_mask) if m)
+        assert all(lp == 0.0 for lp, m in zip(output.response_logprobs, output.response_mask) if not m)
+
+
+def test_partner_messages_are_observations_with_mask_zero(tokenizer):
+    user, rec = _run(tokenizer, THREE_TURNS)[0]
+    rec_obs = _observed_text(tokenizer, rec)
+    assert "too childish" in rec_obs and "too long" in rec_obs  # the user's reasons reach the recommender
+    assert "Decision" not in _trainable_text(tokenizer, rec)
+    user_obs = _observed_text(tokenizer, user)
+    assert "Casino" in user_obs and "dark comedy" in user_obs  # later recommendations reach the user
+    assert "Fargo" not in tokenizer.decode(user.prompt_ids).split("Candidates")[0]  # the target is never revealed as such
+
+
+def test_both_outputs_share_identical_extra_field_keys_and_the_summary(tokenizer):
+    user, rec = _run(tokenizer, THREE_TURNS)[0]
+    assert set(user.extra_fields) == set(rec.extra_fields)
+    assert user.extra_fields[EXTRA_SUMMARY] == rec.extra_fields[EXTRA_SUMMARY]
+    summary = rec.extra_fields[EXTRA_SUMMARY]
+    assert summary["hit"] and summary["k_hit"] == 3 and summary["turns"] == 3
+    assert rec.extra_fields["min_global_steps"] == 3
+
+
+def test_invalid_item_costs_the_turn_and_is_explained(tokenizer):
+    script = [
+        (ROLE_RECOMMENDER, "Item: Titanic"),
+        (ROLE_RECOMMENDER, "Reason: crime.\nItem: Fargo"),
+        (ROLE_USER, "Reason: great.\nDecision: yes"),
+    ]
+    user, rec = _run(tokenizer, script)[0]
+    summary = rec.extra_fields[EXTRA_SUMMARY]
+    assert summary["turns"] == 2 and summary["hit"]
+    assert "not accepted" in _observed_text(tokenizer, rec)
+    assert _trainable_text(tokenizer, user) == "Reason: great.\nDecision: yes<|im_end|>"
+
+
+def test_the_response_budget_ends_the_dialogue_cleanly(tokenizer):
+    long_answer = "Reason: " + "very " * 60 + "good.\nItem: Babe"
+    script = [(ROLE_RECOMMENDER, long_answer), (ROLE_USER, "Reason: no.\nDecision: no")] * 5
+    outputs, server = _run(tokenizer, script, response_length=160, max_tokens_per_turn=64)
+    for output in outputs:
+        assert len(output.response_ids) == len(output.response_mask) <= 160
+    assert all(c["max_tokens"] <= 64 for c in server.calls)
+    assert outputs[1].extra_fields[EXTRA_SUMMARY]["end_reason"] == "budget"
+
+
+def test_a_user_who_never_acts_still_yields_a_sample_that_trains_nothing(tokenizer):
+    script = [(ROLE_RECOMMENDER, "no idea")] * 2
+    user, rec = _run(tokenizer, script, max_turns=2)[0]
+    assert user.response_mask == [0] and len(user.response_ids) == 1
+    assert "Candidates" in tokenizer.decode(user.prompt_ids)
+    assert rec.extra_fields[EXTRA_SUMMARY]["turns"] == 2
+    assert not rec.extra_fields[EXTRA_SUMMARY]["hit"]
