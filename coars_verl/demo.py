@@ -1,6 +1,7 @@
 """``python -m coars_verl.demo`` (what ``make demo`` runs): CoARS on CPU, end to end, offline.
 
-1. builds the tiny random model (or converts SmolLM2-135M-Instruct with ``--model smollm2``);
+1. builds the tiny model primed to the answer formats (``--model tiny`` for the purely random one,
+   ``--model smollm2`` to convert SmolLM2-135M-Instruct);
 2. prepares MovieLens ml-100k from the copy shipped in the PyPI package ``recbole``;
 3. trains CoARS through ``python -m verl.trainer.main_ppo`` with ``recipes/cpu_coars_tiny.yaml``;
 4. prints per-step figures and where the logs are.
@@ -51,6 +52,10 @@ def prepare_movielens(out: Path) -> Path:
 
 
 def build_model(kind: str, root: Path) -> Path:
+    if kind == "primed":
+        from coars_verl.models.primed import build_primed_model
+
+        return build_primed_model(root / "tiny-primed")
     if kind == "tiny":
         from coars_verl.models.tiny import build_tiny_model
 
@@ -63,7 +68,7 @@ def build_model(kind: str, root: Path) -> Path:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m coars_verl.demo", description=__doc__.splitlines()[0])
     parser.add_argument("--artifacts", type=Path, default=Path("artifacts"), help="where models, data and runs go")
-    parser.add_argument("--model", choices=("tiny", "smollm2"), default="tiny")
+    parser.add_argument("--model", choices=("primed", "tiny", "smollm2"), default="primed")
     parser.add_argument("--steps", type=int, default=2, help="training steps")
     parser.add_argument("overrides", nargs="*", help="extra Hydra overrides for main_ppo (key=value)")
     args = parser.parse_args(argv)

