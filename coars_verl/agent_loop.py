@@ -38,6 +38,8 @@ DEFAULT_MAX_TOKENS_PER_TURN = 96
 EXTRA_ROLE = "coars_role"
 EXTRA_SUMMARY = "coars_dialogue"
 EXTRA_ACTED = "coars_acted"
+EXTRA_PROMPT_MESSAGES = "coars_prompt_messages"
+"""The chat messages of the role's prompt (its system prompt and task), for the teacher pass."""
 
 
 @dataclass
@@ -47,6 +49,7 @@ class RoleStream:
     role: str
     request_id: str
     messages: list[dict[str, str]] = field(default_factory=list)
+    prompt_messages: list[dict[str, str]] = field(default_factory=list)
     token_ids: list[int] = field(default_factory=list)
     response_mask: list[int] = field(default_factory=list)
     response_logprobs: Optional[list[float]] = None
@@ -106,7 +109,7 @@ class CoarsDialogueAgentLoop(AgentLoopBase):
         if not messages:
             return True
         if not stream.started:
-            stream.messages = list(messages)
+            stream.messages, stream.prompt_messages = list(messages), list(messages)
             stream.token_ids = await self.ct_build_initial_tokens(stream.messages)
             stream.response_logprobs = [] if self.want_logprobs else None
             return True
@@ -149,7 +152,7 @@ class CoarsDialogueAgentLoop(AgentLoopBase):
         """The user agent never acted (no valid recommendation): give it its context and one
         end-of-turn token that carries no loss, so the run still yields a well-formed user sample."""
         sample = dialogue.sample
-        stream.messages = user_initial_messages(
+        stream.messages = stream.prompt_messages = user_initial_messages(
             sample.history_titles,
             sample.candidate_titles,
             item="(no valid recommendation)",
@@ -171,5 +174,5 @@ class CoarsDialogueAgentLoop(AgentLoopBase):
             response_logprobs=stream.response_logprobs[: self.response_length] if stream.response_logprobs is not None else None,
             num_turns=len(stream.messages),
             metrics=AgentLoopMetrics(**metrics),
-            extra_fields={**extra, EXTRA_ROLE: stream.role, EXTRA_ACTED: stream.turns},
+            extra_fields={**extra, EXTRA_ROLE: stream.role, EXTRA_ACTED: stream.turns, EXTRA_PROMPT_MESSAGES: stream.prompt_messages},
         )

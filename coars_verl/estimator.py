@@ -1,9 +1,13 @@
 """The CoARS advantage estimator, registered in verl as ``coars_grpo``.
 
 GRPO over groups (prompt uid, role): the recommender's samples are compared with the
-recommender's, the user agent's with the user agent's. verl's stock trainer passes only
-``token_level_rewards, response_mask, index, config``; the role of each sample comes from the
-``coars_sync`` trainer mode (:mod:`coars_verl.trainer`), which is therefore required.
+recommender's, the user agent's with the user agent's. With self-distillation on, the teacher's
+token-level signal ``delta`` then shapes each token's advantage (modes ``rlsd``, ``additive``;
+``off`` is plain per-role GRPO), configured under ``algorithm.coars.self_distill``.
+
+verl's stock trainer passes only ``token_level_rewards, response_mask, index, config``; the roles
+and ``delta`` come from the ``coars_sync`` trainer mode (:mod:`coars_verl.trainer`), which is
+therefore required.
 """
 
 from __future__ import annotations
@@ -11,10 +15,20 @@ from __future__ import annotations
 from typing import Optional, Sequence
 
 import torch
+from omegaconf import OmegaConf
 from verl.trainer.ppo.core_algos import register_adv_est
 
-from coars_verl.algo.advantage import role_group_outcome_advantage
+from coars_verl.algo.advantage import SelfDistillConfig, apply_self_distill, role_group_outcome_advantage
 from coars_verl.constants import ADV_ESTIMATOR_NAME, TRAINER_MODE_NAME
+
+
+def self_distill_config(algorithm_config) -> SelfDistillConfig:
+    """``algorithm.coars.self_distill`` of verl's algorithm config (a DictConfig or a dict)."""
+    if algorithm_config is None:
+        return SelfDistillConfig()
+    section = OmegaConf.select(OmegaConf.create(algorithm_config) if isinstance(algorithm_config, dict) else algorithm_config,
+                               "coars.self_distill", default=None)
+    return SelfDistillConfig.from_mapping(OmegaConf.to_container(section, resolve=True) if section is not None else {})
 
 
 @register_adv_est(ADV_ESTIMATOR_NAME)
@@ -24,17 +38,22 @@ def compute_coars_advantage(
     index=None,
     config=None,
     roles: Optional[Sequence[str]] = None,
+    self_distill_delta: Optional[torch.Tensor] = None,
+    global_step: int = 0,
     epsilon: float = 1e-6,
     **kwargs,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-role group advantages.
+    """Per-role group advantages, optionally with self-distilled token credit.
 
     Args:
         token_level_rewards: ``(B, R)`` float; each sample's own-role reward (summed over tokens).
         response_mask: ``(B, R)`` 1 on the sample's generated tokens.
         index: ``B`` prompt uids (all sessions and both roles of a prompt share one).
-        config: verl's ``algorithm`` config (``norm_adv_by_std_in_grpo``).
+        config: verl's ``algorithm`` config (``norm_adv_by_std_in_grpo``, ``coars.self_distill``).
         roles: ``B`` role names, one per sample.
+        self_distill_delta: ``(B, R)`` float teacher-minus-student log-probs of the sampled tokens,
+            zero where a sample had no teacher context; None: outcome advantages only.
+        global_step: training steps done so far (the lambda schedule of ``rlsd``).
 
     Returns:
         ``(advantages, returns)``, both ``(B, R)``, zero on masked positions.
@@ -48,4 +67,8 @@ def compute_coars_advantage(
         raise ValueError(f"{ADV_ESTIMATOR_NAME} needs the prompt uids (index)")
     norm_by_std = True if config is None else bool(config.get("norm_adv_by_std_in_grpo", True))
     scores = token_level_rewards.sum(dim=-1)
-    return role_group_outcome_advantage(scores, response_mask, list(zip(index, roles)), norm_by_std=norm_by_std, epsilon=epsilon)
+    advantages, returns = role_group_outcome_advantage(scores, response_mask, list(zip(index, roles)), norm_by_std=norm_by_std, epsilon=epsilon)
+    if self_distill_delta is not None:
+        advantages, _ = apply_self_distill(self_distill_config(config), advantages, self_distill_delta, response_mask, global_step)
+        returns = advantages.clone()
+    return advantages, returns

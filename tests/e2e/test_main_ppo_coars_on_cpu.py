@@ -1,35 +1,45 @@
-"""End to end: verl's main_ppo trains both CoARS agents on prepared MovieLens, on CPU."""
+"""End to end: verl's main_ppo trains both CoARS agents on prepared MovieLens, on CPU, with
+self-distillation on (the recipe's default), then resumes from the step-2 checkpoint."""
+
+import json
 
 import pytest
 
 from helpers import run_main_ppo
 
 
+def _overrides(model, data, checkpoints):
+    return [
+        f"actor_rollout_ref.model.path={model}",
+        f"data.train_files={data / 'train.parquet'}",
+        f"data.val_files={data / 'valid.parquet'}",
+        f"trainer.default_local_dir={checkpoints}",
+    ]
+
+
 @pytest.fixture(scope="module")
-def coars_run(tmp_path_factory, primed_model_path, movielens_dir):
+def runs(tmp_path_factory, primed_model_path, movielens_dir):
     work = tmp_path_factory.mktemp("coars")
-    run = run_main_ppo(
-        "cpu_coars_tiny",
-        [
-            f"actor_rollout_ref.model.path={primed_model_path}",
-            f"data.train_files={movielens_dir / 'train.parquet'}",
-            f"data.val_files={movielens_dir / 'valid.parquet'}",
-        ],
-        work,
-    )
-    assert run.returncode == 0, run.log_tail()
-    return run
+    checkpoints = work / "checkpoints"
+    common = _overrides(primed_model_path, movielens_dir, checkpoints)
+    first = run_main_ppo("cpu_coars_tiny", common + ["trainer.save_freq=2"], work / "first")
+    assert first.returncode == 0, first.log_tail()
+    resumed = run_main_ppo("cpu_coars_tiny", common + ["trainer.resume_mode=auto", "trainer.total_training_steps=3"], work / "resumed")
+    assert resumed.returncode == 0, resumed.log_tail()
+    return first, resumed, checkpoints
 
 
 ROLE_METRICS = ("reward_mean", "response_length_mean", "advantage_abs_mean", "samples")
 
 
-def test_two_training_steps_finish(coars_run):
-    assert [m["step"] for m in coars_run.metrics] == [1, 2]
+def test_two_training_steps_finish_then_a_third_after_resuming(runs):
+    first, resumed, _ = runs
+    assert [m["step"] for m in first.metrics] == [1, 2]
+    assert [m["step"] for m in resumed.metrics] == [3]
 
 
-def test_per_role_metrics_are_logged(coars_run):
-    for step in coars_run.metrics:
+def test_per_role_metrics_are_logged(runs):
+    for step in runs[0].metrics:
         for role in ("rec", "user"):
             for name in ROLE_METRICS:
                 assert f"coars/{role}/{name}" in step, (role, name)
@@ -38,15 +48,38 @@ def test_per_role_metrics_are_logged(coars_run):
         assert 1 <= step["coars/dialogue/turns_mean"] <= 3  # the recipe's max_turns
 
 
-def test_both_roles_are_trained_with_their_own_advantages(coars_run):
-    for step in coars_run.metrics:
+def test_both_roles_are_trained_with_their_own_advantages(runs):
+    metrics = runs[0].metrics
+    for step in metrics:
         # train_batch_size 4 x n 2 dialogues, one sample per role each
         assert step["coars/rec/samples"] == step["coars/user/samples"] == 8
-    assert any(step["coars/dialogue/role_advantage_gap_mean"] > 0 for step in coars_run.metrics)
-    assert any(step["coars/user/advantage_abs_mean"] > 0 for step in coars_run.metrics)
-    assert all(step["actor/grad_norm"] > 0 for step in coars_run.metrics)
+        assert step["actor/grad_norm"] > 0
+    assert any(step["coars/dialogue/role_advantage_gap_mean"] > 0 for step in metrics)
+    assert any(step["coars/user/advantage_abs_mean"] > 0 for step in metrics)
 
 
-def test_rollout_and_trainer_agree_on_log_probs(coars_run):
-    for step in coars_run.metrics:
+def test_rollout_and_trainer_agree_on_log_probs(runs):
+    for step in runs[0].metrics:
         assert step["training/rollout_probs_diff_max"] < 1e-4, step["training/rollout_probs_diff_max"]
+
+
+def test_self_distillation_metrics_are_logged(runs):
+    for step in runs[0].metrics + runs[1].metrics:
+        for role in ("recommender", "user", "all"):
+            for name in ("delta_mean", "delta_std", "clip_share", "context_share", "tokens"):
+                assert f"coars/sd/{role}/{name}" in step, (role, name)
+        for source in ("memory", "sibling", "hindsight"):
+            assert f"coars/sd/context_share/{source}" in step
+        assert step["coars/sd/context_share"] > 0
+        assert step["coars/sd/prompt_render_mismatch"] == 0  # every teacher prompt aligned with its student's
+        assert step["coars/sd/teacher_tokens"] > 0 and step["timing_s/coars_teacher"] > 0
+        assert step["coars/sd/all/tokens"] > 0
+    assert any(step["coars/sd/all/delta_std"] > 0 for step in runs[0].metrics)  # the teacher disagrees on some tokens
+
+
+def test_the_dialogue_memory_is_saved_and_restored_on_resume(runs):
+    first, resumed, checkpoints = runs
+    assert first.metrics[0]["coars/sd/memory_records"] == 0  # nothing remembered before step 1
+    saved = json.loads((checkpoints / "global_step_2" / "coars_memory.json").read_text())
+    assert saved and resumed.metrics[0]["coars/sd/memory_records"] > 0
+    assert resumed.metrics[0]["coars/sd/memory_records"] > first.metrics[1]["coars/sd/memory_records"]  # step 2's dialogues too

@@ -1,0 +1,90 @@
+"""Teacher prompts: the student's messages plus context, and token alignment of the teacher pass."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+from hypothesis import given, settings, strategies as st
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from coars_verl.algo.advantage import token_delta
+from coars_verl.distill.teacher_prompt import response_positions, teacher_prompt_ids, with_teacher_context
+
+MESSAGES = [{"role": "system", "content": "You are a recommender agent."}, {"role": "user", "content": "Candidates:\n1. Heat\n2. Fargo"}]
+
+
+def test_context_goes_into_the_system_message_or_before_the_user_text():
+    system = with_teacher_context(MESSAGES, "NOTES", "system")
+    assert system[0]["content"] == "You are a recommender agent.\n\nNOTES" and system[1] == MESSAGES[1]
+    user = with_teacher_context(MESSAGES, "NOTES", "user")
+    assert user[1]["content"].startswith("NOTES\n\n") and user[0] == MESSAGES[0]
+    assert MESSAGES[0]["content"] == "You are a recommender agent."  # the student's messages are not modified
+    assert with_teacher_context(MESSAGES[1:], "NOTES", "system")[0] == {"role": "system", "content": "NOTES"}
+    with pytest.raises(ValueError, match="position"):
+        with_teacher_context(MESSAGES, "NOTES", "middle")
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.sampled_from(["system", "user"]))
+def test_an_empty_context_changes_nothing(position):
+    assert with_teacher_context(MESSAGES, "", position) == MESSAGES
+
+
+def _response_log_probs(model, prompt_ids, response_ids):
+    """What verl's actor computes: one forward over prompt + response, read at the response positions."""
+    with torch.no_grad():
+        logits = model(torch.tensor([prompt_ids + response_ids])).logits[0].float()
+    lp = F.log_softmax(logits[response_positions(len(prompt_ids), len(response_ids))], dim=-1)
+    return lp.gather(-1, torch.tensor(response_ids).unsqueeze(-1)).squeeze(-1)
+
+
+def _render(tokenizer):
+    return lambda messages: tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True, return_dict=False)
+
+
+def test_with_an_empty_context_the_teacher_scores_every_token_exactly_like_the_student(tiny_model_path):
+    tok = AutoTokenizer.from_pretrained(tiny_model_path)
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_path, torch_dtype=torch.float32).eval()
+    render = _render(tok)
+    student_prompt = render(MESSAGES)
+    response = tok.encode("Reason: dark comedy.\nItem: Fargo<|im_end|>", add_special_tokens=False)
+    teacher_prompt = teacher_prompt_ids(render, MESSAGES, "", "system")
+    assert teacher_prompt == student_prompt
+    student = _response_log_probs(model, student_prompt, response)
+    teacher = _response_log_probs(model, teacher_prompt, response)
+    assert torch.equal(teacher, student)
+    mask = torch.ones(1, len(response))
+    assert torch.equal(token_delta(teacher[None], student[None], mask, torch.tensor([True])), torch.zeros(1, len(response)))
+
+
+def test_a_context_changes_the_prompt_only_and_the_scored_tokens_stay_the_students(tiny_model_path):
+    tok = AutoTokenizer.from_pretrained(tiny_model_path)
+    render = _render(tok)
+    student_prompt = render(MESSAGES)
+    teacher_prompt = teacher_prompt_ids(render, MESSAGES, "The user accepted Fargo last time.", "system")
+    assert len(teacher_prompt) > len(student_prompt)
+    assert teacher_prompt[-3:] == student_prompt[-3:]  # both end with the same generation prompt
+    response = tok.encode("Item: Fargo<|im_end|>", add_special_tokens=False)
+    teacher_seq = teacher_prompt + response
+    scored = teacher_seq[response_positions(len(teacher_prompt), len(response)).start + 1 :]
+    assert scored == response  # the positions read predict exactly the response tokens
+
+
+def test_a_context_that_makes_the_answer_certain_gives_its_tokens_positive_delta(smollm2_path):
+    tok = AutoTokenizer.from_pretrained(smollm2_path)
+    model = AutoModelForCausalLM.from_pretrained(smollm2_path, torch_dtype=torch.float32).eval()
+    render = _render(tok)
+    messages = [
+        {"role": "system", "content": "You are a recommender agent. Answer with 'Reason: ...' then 'Item: <title>'."},
+        {"role": "user", "content": "Candidates: Heat, Fargo, Casino, Babe, Clueless. Recommend one."},
+    ]
+    answer = "Reason: a dark crime comedy.\nItem: Fargo"
+    response = tok.encode(answer, add_special_tokens=False)
+    context = f"The correct answer, which the user accepted, is exactly:\n{answer}"
+    student = _response_log_probs(model, render(messages), response)
+    teacher = _response_log_probs(model, teacher_prompt_ids(render, messages, context, "system"), response)
+    delta = token_delta(teacher[None], student[None], torch.ones(1, len(response)), torch.tensor([True]))[0]
+    title_start = len(tok.encode(answer[: answer.index("Fargo")].rstrip(), add_special_tokens=False))
+    title = range(title_start, len(response))  # the tokens that name the item
+    assert tok.decode(response[title_start:]).strip() == "Fargo"
+    assert all(delta[i] > 0 for i in title), delta.tolist()
+    assert delta.mean() > 0
