@@ -19,6 +19,7 @@ budget of a role is ``rollout.response_length``; the dialogue ends cleanly when 
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass, field
 from typing import Any, Optional
 from uuid import uuid4
@@ -38,6 +39,8 @@ DEFAULT_MAX_TOKENS_PER_TURN = 96
 EXTRA_ROLE = "coars_role"
 EXTRA_SUMMARY = "coars_dialogue"
 EXTRA_ACTED = "coars_acted"
+EXTRA_CORE_SECONDS = "coars_dialogue_s"
+"""Seconds this dialogue spent in the pure dialogue core (prompts, parsing, state, summary)."""
 EXTRA_PROMPT_MESSAGES = "coars_prompt_messages"
 """The chat messages of the role's prompt (its system prompt and task), for the teacher pass."""
 
@@ -65,6 +68,19 @@ def coars_section(config, name: str) -> dict:
     return OmegaConf.to_container(section, resolve=True) if section is not None else {}
 
 
+class _timed:
+    """Adds the time spent in a ``with`` block to ``acc["s"]``."""
+
+    def __init__(self, acc: dict):
+        self.acc = acc
+
+    def __enter__(self):
+        self.start = time.perf_counter()
+
+    def __exit__(self, *exc):
+        self.acc["s"] += time.perf_counter() - self.start
+
+
 @register(AGENT_LOOP_NAME)
 class CoarsDialogueAgentLoop(AgentLoopBase):
     def __init__(self, *args, **kwargs):
@@ -79,7 +95,9 @@ class CoarsDialogueAgentLoop(AgentLoopBase):
         self.want_logprobs = bool(self.rollout_config.calculate_log_probs)
 
     async def run(self, sampling_params: dict[str, Any], **kwargs) -> list[AgentLoopOutput]:
-        dialogue = Dialogue.from_extra_info(kwargs["extra_info"], self.dialogue_config)
+        core = {"s": 0.0}  # time spent in the dialogue core, for the own-code share metric
+        with _timed(core):
+            dialogue = Dialogue.from_extra_info(kwargs["extra_info"], self.dialogue_config)
         streams = {role: RoleStream(role, request_id=uuid4().hex) for role in ROLES}
         metrics: dict[str, Any] = {}
         steps: dict[str, Optional[int]] = {"min_global_steps": None, "max_global_steps": None}
@@ -87,7 +105,9 @@ class CoarsDialogueAgentLoop(AgentLoopBase):
         while not dialogue.done:
             role = dialogue.next_role()
             stream = streams[role]
-            if not await self._observe(stream, dialogue.pending_messages(role)):
+            with _timed(core):
+                pending = dialogue.pending_messages(role)
+            if not await self._observe(stream, pending):
                 dialogue.finish_early(END_BUDGET)
                 break
             budget = min(self.max_tokens_per_turn, self.response_length - len(stream.response_mask))
@@ -96,12 +116,14 @@ class CoarsDialogueAgentLoop(AgentLoopBase):
                 break
             with simple_timer("generate_sequences", metrics):
                 text = await self._act(stream, sampling_params, budget, steps)
-            dialogue.submit(role, text)
+            with _timed(core):
+                dialogue.submit(role, text)
 
-        summary = dialogue.transcript.summary()
+        with _timed(core):
+            summary = dialogue.transcript.summary()
         if not streams[ROLE_USER].started:
             await self._start_idle_user(streams[ROLE_USER], dialogue)
-        extra = {EXTRA_SUMMARY: summary, **steps}
+        extra = {EXTRA_SUMMARY: summary, EXTRA_CORE_SECONDS: core["s"], **steps}
         return [self._output(streams[role], extra, metrics) for role in (ROLE_USER, ROLE_RECOMMENDER)]
 
     async def _observe(self, stream: RoleStream, messages: list[dict[str, str]]) -> bool:

@@ -13,6 +13,7 @@ agent loop.
 
 from __future__ import annotations
 
+import time
 from typing import Any, Mapping
 
 from omegaconf import OmegaConf
@@ -25,6 +26,7 @@ from coars_verl.constants import REWARD_MANAGER_NAME
 from coars_verl.rewards.interaction import RewardConfig, compute_role_rewards
 
 SESSION_REWARD_KEY = "rec/reward"
+REWARD_SECONDS_KEY = "coars_reward_s"
 
 
 def dialogue_summary(data: DataProto) -> Mapping[str, Any]:
@@ -47,5 +49,7 @@ class CoarsInteractionRewardManager(RewardManagerBase):
         self.reward_config = RewardConfig.from_mapping(OmegaConf.to_container(section, resolve=True) if section is not None else {})
 
     async def run_single(self, data: DataProto) -> dict:
+        start = time.perf_counter()
         info = compute_role_rewards(dialogue_summary(data), self.reward_config).as_extra_info()
+        info[REWARD_SECONDS_KEY] = time.perf_counter() - start
         return {"reward_score": info[SESSION_REWARD_KEY], "reward_extra_info": info}

@@ -41,7 +41,7 @@ from verl.utils.seqlen_balancing import calculate_workload, get_seqlen_balanced_
 from verl.utils.tensordict_utils import list_of_dict_to_tensordict
 from verl.workers.utils.padding import response_from_nested, response_to_nested
 
-from coars_verl.agent_loop import EXTRA_PROMPT_MESSAGES, EXTRA_ROLE, EXTRA_SUMMARY
+from coars_verl.agent_loop import EXTRA_CORE_SECONDS, EXTRA_PROMPT_MESSAGES, EXTRA_ROLE, EXTRA_SUMMARY
 from coars_verl.algo.advantage import MODE_OFF, TEACHER_REFERENCE, clip_hit_mask, delta_stats, token_delta
 from coars_verl.algo.role_metrics import role_advantage_gap, role_metrics, role_reward
 from coars_verl.constants import ADV_ESTIMATOR_NAME, ROLE_RECOMMENDER, TRAINER_MODE_NAME
@@ -49,6 +49,7 @@ from coars_verl.distill.contexts import build_teacher_context
 from coars_verl.distill.memory import DialogueMemory, compact_record
 from coars_verl.distill.teacher_prompt import teacher_prompt_ids
 from coars_verl.estimator import self_distill_config
+from coars_verl.reward_manager import REWARD_SECONDS_KEY
 
 logger = logging.getLogger(__name__)
 
@@ -79,6 +80,7 @@ class CoarsPPOTrainer(PPOTrainerSync):
 
     # ------------------------------------------------------------------ advantage
     def _compute_advantage(self, batch, metrics: dict):
+        started = time.perf_counter()
         data = tq.kv_batch_get(keys=batch.keys, partition_id=batch.partition_id, select_fields=_FETCHED)
         response_mask_nested = data["response_mask"]
         response_lengths = response_mask_nested.offsets().diff()
@@ -138,6 +140,10 @@ class CoarsPPOTrainer(PPOTrainerSync):
             clip_hit = clip_hit_mask(self.sd_config, advantages, delta, data.batch["response_mask"])
             metrics.update(delta_stats(delta[keep], data.batch["response_mask"][keep], kept_roles, clip_hit[keep], has_context[keep], prefix="coars/sd"))
         self._remember([extras[i] for i in keep])
+        dialogues = [extras[i] for i in keep if roles[i] == ROLE_RECOMMENDER]
+        metrics["timing_s/coars_dialogue_core"] = sum(float(e.get(EXTRA_CORE_SECONDS, 0.0)) for e in dialogues)
+        metrics["timing_s/coars_reward"] = sum(float(e["reward_extra_info"].get(REWARD_SECONDS_KEY, 0.0)) for e in dialogues)
+        metrics["timing_s/coars_advantage"] = time.perf_counter() - started - metrics.get("timing_s/coars_teacher", 0.0)
 
         # 5. write back
         fields = ["advantages", "returns", "token_level_rewards", "rm_scores"]

@@ -42,6 +42,7 @@ from typing import Any, Mapping
 from coars_verl.dialogue.transcript import DECISION_NO, DECISION_NONE, DECISION_YES
 
 UNPARSABLE_USER_ANSWER_POLICIES = ("wrong", "reject", "skip")
+REWARD_MODES = ("interaction", "outcome")
 
 
 @dataclass(frozen=True)
@@ -58,10 +59,13 @@ class RewardConfig:
     false_reject_weight: float = 0.0
     unparsable_user_answer: str = "wrong"
     """How an unparsable user answer enters the accuracy mean: "wrong", "reject" or "skip" (module docstring)."""
+    mode: str = "interaction"
+    """"interaction": the coupled rewards above; "outcome": both roles get only Hit@1 (R = hit), the
+    outcome-only ablation."""
 
     def __post_init__(self) -> None:
         for spec_field in fields(self):
-            if spec_field.name == "unparsable_user_answer":
+            if spec_field.name in ("unparsable_user_answer", "mode"):
                 continue
             value = getattr(self, spec_field.name)
             if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
@@ -69,6 +73,8 @@ class RewardConfig:
             object.__setattr__(self, spec_field.name, float(value))
         if not 0.0 <= self.gamma <= 1.0:
             raise ValueError(f"coars.reward.gamma: expected a value in [0, 1], got {self.gamma}")
+        if self.mode not in REWARD_MODES:
+            raise ValueError(f"coars.reward.mode: expected one of {REWARD_MODES}, got {self.mode!r}")
         if self.unparsable_user_answer not in UNPARSABLE_USER_ANSWER_POLICIES:
             raise ValueError(
                 f"coars.reward.unparsable_user_answer: expected one of {UNPARSABLE_USER_ANSWER_POLICIES}, "
@@ -160,6 +166,8 @@ def compute_role_rewards(summary: Mapping[str, Any], config: RewardConfig = Rewa
         - config.format_penalty * user.format_errors
         + coupling
     )
+    if config.mode == "outcome":
+        rec = user_reward = float(hit)
     return RoleRewards(
         rec=rec,
         user=user_reward,

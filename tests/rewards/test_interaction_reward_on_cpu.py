@@ -258,3 +258,14 @@ def test_rewards_are_bounded(turns, gamma, beta, penalty, wa, wr, policy):
     assert r.answered_turns <= n and r.k_hit <= n
     assert (r.k_hit > 0) == r.target_recommended
     assert not r.hit or r.target_recommended
+
+
+def test_outcome_mode_gives_both_roles_only_the_hit():
+    hit = rewards(play([GARBAGE_REC, R("Up"), U("no"), R("Heat"), U("yes")]), mode="outcome")
+    assert (hit.rec, hit.user) == (1.0, 1.0) and hit.rec_format_errors == 1  # no format penalty, no discount
+    false_accept = rewards(play([R("Up"), U("yes")]), mode="outcome")
+    assert (false_accept.rec, false_accept.user) == (0.0, 0.0) and false_accept.false_accepts == 1
+    miss = rewards(play([R("Up"), U("no"), R("Jaws"), U("no")], max_turns=2), mode="outcome")
+    assert (miss.rec, miss.user) == (0.0, 0.0) and miss.user_accuracy == 1.0
+    with pytest.raises(ValueError, match="coars.reward.mode"):
+        RewardConfig(mode="judge")
