@@ -5,8 +5,10 @@
 Runs ``cpu_coars_tiny`` twice in a row, self-distillation off then on (rlsd, the recipe default),
 same model, data and seed, and prints: mean seconds per training step (the first step, which
 includes warm-up, is left out) and their ratio; teacher-pass tokens against the old-log-prob
-pass tokens (every sample's prompt + response); the teacher pass's own time. Targets: step time
-ratio <= 1.25, token ratio <= 1.5.
+pass tokens (every sample's prompt + response); the teacher pass's own time; and the share of a
+step spent in our own code: the dialogue core in the agent loop (prompts, parsing, state), the
+reward, and the advantage step (per-role rewards, estimator, metrics). Targets: step time ratio
+<= 1.25, token ratio <= 1.5.
 """
 
 from __future__ import annotations
@@ -57,6 +59,11 @@ def main(argv: list[str] | None = None) -> int:
     teacher_s = mean_after_first([m["timing_s/coars_teacher"] for m in results["rlsd"]])
     old_lp_s = mean_after_first([m["timing_s/old_log_prob"] for m in results["rlsd"]])
     context_share = statistics.fmean(m["coars/sd/context_share"] for m in results["rlsd"])
+    own = {}
+    for mode, metrics in results.items():
+        parts = {name: mean_after_first([m[f"timing_s/{name}"] for m in metrics]) for name in ("coars_dialogue_core", "coars_reward", "coars_advantage")}
+        step = mean_after_first([m["timing_s/step"] for m in metrics])
+        own[mode] = {**{k: round(v, 4) for k, v in parts.items()}, "share_of_step": round(sum(parts.values()) / step, 4)}
     report = {
         "steps": args.steps,
         "model": args.model,
@@ -69,11 +76,17 @@ def main(argv: list[str] | None = None) -> int:
         "teacher_pass_s": round(teacher_s, 3),
         "old_log_prob_pass_s": round(old_lp_s, 3),
         "context_share": round(context_share, 3),
+        "own_code": own,
     }
     print(f"self-distillation cost, cpu_coars_tiny, {args.steps} steps each, model {args.model}")
     print(f"  seconds per step (steps 2..{args.steps}): off {step_off:.2f}  rlsd {step_on:.2f}  ratio {report['step_time_ratio']:.3f}  (target <= 1.25)")
     print(f"  teacher-pass tokens {teacher_tokens:.0f} / old-log-prob tokens {student_tokens:.0f} = {report['token_ratio']:.3f}  (target <= 1.5)")
     print(f"  teacher pass {teacher_s:.2f} s per step (old-log-prob pass {old_lp_s:.2f} s); samples with a teacher context {context_share:.0%}")
+    for mode, parts in own.items():
+        print(
+            f"  own code, {mode}: dialogue core {parts['coars_dialogue_core']:.3f} s + reward {parts['coars_reward']:.4f} s + "
+            f"advantage step {parts['coars_advantage']:.3f} s per step = {parts['share_of_step']:.1%} of the step"
+        )
     print(json.dumps(report))
     return 0
 
