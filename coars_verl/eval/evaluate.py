@@ -1,0 +1,307 @@
+"""The evaluation run: select samples, skip those already done, play the rest batch by batch,
+append each finished batch to the JSONL files, and compute the totals from the files.
+
+``evaluate(options, out_dir)`` is what ``python -m coars_verl.eval`` calls; tests may pass their
+own ``backend`` and ``codec`` (then no model is loaded).
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any, Callable, Optional, Sequence
+
+from coars_verl.dialogue.parsers import DEFAULT_MAX_REASON_CHARS
+from coars_verl.dialogue.prompts import PromptTemplates
+from coars_verl.dialogue.state import DialogueConfig
+from coars_verl.eval import data as data_mod
+from coars_verl.eval.backends import GenerationBackend, make_backend, resolve_backend_name
+from coars_verl.eval.metrics import Judgment, recommendation_metrics, user_sim_metrics
+from coars_verl.eval.report import make_result, markdown_single
+from coars_verl.eval.runner import ChatCodec, GenerationLimits, run_dialogues, run_user_sim
+from coars_verl.eval.store import ResultStore, write_json_atomic, write_text_atomic
+
+TASK_DIALOGUE = "dialogue"
+TASK_USER_SIM = "user_sim"
+TASKS = (TASK_DIALOGUE, TASK_USER_SIM)
+RESULTS_JSON = "results.json"
+RESULTS_MD = "results.md"
+DEFAULT_BATCH_SIZE = {"hf": 8, "vllm": 256}
+
+
+@dataclass
+class EvalOptions:
+    model: str
+    data: str
+    split: str = "test"
+    tasks: tuple[str, ...] = TASKS
+    max_samples: Optional[int] = None
+    one_per_user: bool = False
+    max_users: Optional[int] = None
+    max_turns: int = 5
+    numbered_candidates: bool = True
+    max_reason_chars: int = DEFAULT_MAX_REASON_CHARS
+    prompts: dict[str, str] = field(default_factory=dict)
+    max_tokens: int = 96
+    response_budget: Optional[int] = None
+    backend: str = "auto"
+    dtype: Optional[str] = None
+    device: str = "auto"
+    batch_size: Optional[int] = None
+    chat_template_kwargs: dict[str, Any] = field(default_factory=dict)
+    vllm_kwargs: dict[str, Any] = field(default_factory=dict)
+    merge_cache: Optional[str] = None
+    label: Optional[str] = None
+
+    def dialogue_config(self) -> DialogueConfig:
+        return DialogueConfig(
+            max_turns=self.max_turns,
+            numbered_candidates=self.numbered_candidates,
+            templates=PromptTemplates.from_overrides(self.prompts),
+            max_reason_chars=self.max_reason_chars,
+        )
+
+    def check(self) -> None:
+        unknown = sorted(set(self.tasks) - set(TASKS))
+        if unknown or not self.tasks:
+            raise ValueError(f"tasks: unknown {unknown}; expected some of {TASKS}")
+        for name in ("max_samples", "max_users", "batch_size", "response_budget"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ValueError(f"{name} must be >= 1, got {value}")
+        if self.max_tokens < 1:
+            raise ValueError("max_tokens must be >= 1")
+        self.dialogue_config()  # validates the dialogue settings and templates
+
+
+def _chunks(items: Sequence[Any], size: int) -> list[list[Any]]:
+    return [list(items[i : i + size]) for i in range(0, len(items), size)]
+
+
+def _user_batches(rows: Sequence[data_mod.UserSimRow], questions: int) -> list[list[data_mod.UserSimRow]]:
+    """Whole users per batch, about ``questions`` questions each (at least one user)."""
+    batches: list[list[data_mod.UserSimRow]] = []
+    current: list[data_mod.UserSimRow] = []
+    count = 0
+    for row in rows:
+        current.append(row)
+        count += len(row.item_titles)
+        if count >= questions:
+            batches.append(current)
+            current, count = [], 0
+    if current:
+        batches.append(current)
+    return batches
+
+
+def _progress(total: int, initial: int, desc: str, enabled: bool):
+    from tqdm import tqdm
+
+    disabled = not enabled or bool(os.environ.get("COARS_NO_PROGRESS"))
+    return tqdm(total=total, initial=initial, desc=desc, unit="sample", disable=disabled, dynamic_ncols=True)
+
+
+class StopRequested(Exception):
+    """Raised internally when ``stop_after_batches`` is reached (the run is left resumable)."""
+
+
+def fingerprint(options: EvalOptions, backend_name: str, data_files: dict[str, Any]) -> dict[str, Any]:
+    """The options that decide the results; a resumed run must give the same ones."""
+    config = options.dialogue_config()
+    return {
+        "model": str(Path(options.model).expanduser().resolve()) if Path(options.model).expanduser().exists() else options.model,
+        "data_files": data_files,
+        "split": options.split,
+        "tasks": list(options.tasks),
+        "max_samples": options.max_samples,
+        "one_per_user": options.one_per_user,
+        "max_users": options.max_users,
+        "max_turns": config.max_turns,
+        "numbered_candidates": config.numbered_candidates,
+        "max_reason_chars": config.max_reason_chars,
+        "templates": asdict(config.templates),
+        "max_tokens": options.max_tokens,
+        "response_budget": options.response_budget,
+        "backend": backend_name,
+        "dtype": options.dtype,
+        "chat_template_kwargs": options.chat_template_kwargs,
+        "decoding": "greedy",
+    }
+
+
+def _load_model(options: EvalOptions, backend_name: str, batch_size: int):
+    from transformers import AutoTokenizer
+
+    from coars_verl.eval.checkpoint import resolve_model
+
+    resolved = resolve_model(options.model, options.merge_cache)
+    backend = make_backend(
+        backend_name,
+        resolved.path,
+        device=options.device,
+        dtype=options.dtype,
+        batch_size=batch_size,
+        vllm_kwargs=options.vllm_kwargs,
+    )
+    codec = ChatCodec(AutoTokenizer.from_pretrained(str(resolved.path)), options.chat_template_kwargs)
+    return resolved, backend, codec
+
+
+def evaluate(
+    options: EvalOptions,
+    out_dir: str | Path,
+    *,
+    backend: Optional[GenerationBackend] = None,
+    codec: Optional[ChatCodec] = None,
+    stop_after_batches: Optional[int] = None,
+    progress: bool = True,
+    on_batch: Optional[Callable[[str, int], None]] = None,
+) -> dict[str, Any]:
+    """Run (or resume) an evaluation into ``out_dir``; returns the results dict (also written as JSON
+    and markdown). ``on_batch(task, batches_done)`` is called after each batch is stored."""
+    options.check()
+    start = time.perf_counter()
+    out_dir = Path(out_dir)
+    backend_name = backend.name if backend is not None else resolve_backend_name(options.backend)
+    batch_size = options.batch_size or DEFAULT_BATCH_SIZE.get(backend_name, 8)
+    if options.dtype is None and backend is None:
+        options = replace(options, dtype="auto" if backend_name == "vllm" else "float32")
+    config = options.dialogue_config()
+
+    dialogue_rows = user_rows = None
+    data_files: dict[str, Any] = {}
+    if TASK_DIALOGUE in options.tasks:
+        path = data_mod.dialogue_file(options.data, options.split)
+        dialogue_rows = data_mod.load_dialogue_rows(options.data, options.split, options.max_samples, options.one_per_user)
+        data_files[path.name] = data_mod.file_sha256(path)
+    if TASK_USER_SIM in options.tasks:
+        path = data_mod.user_sim_file(options.data, options.split)
+        user_rows = data_mod.load_user_sim_rows(options.data, options.split, options.max_users)
+        data_files[path.name] = data_mod.file_sha256(path)
+
+    store = ResultStore(out_dir, fingerprint(options, backend_name, data_files))
+    done = {task: store.load(task) for task in options.tasks}
+    pending_dialogues = [r for r in dialogue_rows or [] if r.key not in done.get(TASK_DIALOGUE, {})]
+    pending_users = [r for r in user_rows or [] if r.key not in done.get(TASK_USER_SIM, {})]
+
+    resolved = None
+    timings: dict[str, Any] = {}
+    if (pending_dialogues or pending_users) and (backend is None or codec is None):
+        t0 = time.perf_counter()
+        resolved, backend, codec = _load_model(options, backend_name, batch_size)
+        timings["model_load_s"] = round(time.perf_counter() - t0, 3)
+    limits = GenerationLimits(options.max_tokens, options.response_budget, getattr(backend, "max_context", None))
+
+    batches = 0
+    stopped = False
+
+    def finished_batch(task: str) -> None:
+        nonlocal batches
+        batches += 1
+        if on_batch is not None:
+            on_batch(task, batches)
+        if stop_after_batches is not None and batches >= stop_after_batches:
+            raise StopRequested
+
+    try:
+        if dialogue_rows is not None and pending_dialogues:
+            with _progress(len(dialogue_rows), len(dialogue_rows) - len(pending_dialogues), "dialogues", progress) as bar:
+                for chunk in _chunks(pending_dialogues, batch_size):
+                    t0 = time.perf_counter()
+                    summaries = run_dialogues(chunk, backend, codec, config, limits)
+                    share = (time.perf_counter() - t0) / len(chunk)
+                    store.append(
+                        TASK_DIALOGUE,
+                        [{"key": r.key, "user_id": r.user_id, "s": round(share, 4), "summary": s} for r, s in zip(chunk, summaries)],
+                    )
+                    bar.update(len(chunk))
+                    finished_batch(TASK_DIALOGUE)
+        if user_rows is not None and pending_users:
+            with _progress(len(user_rows), len(user_rows) - len(pending_users), "user-sim users", progress) as bar:
+                for group in _user_batches(pending_users, batch_size):
+                    t0 = time.perf_counter()
+                    records = run_user_sim(group, backend, codec, config, limits)
+                    share = (time.perf_counter() - t0) / len(group)
+                    store.append(TASK_USER_SIM, [{**rec, "s": round(share, 4)} for rec in records])
+                    bar.update(len(group))
+                    finished_batch(TASK_USER_SIM)
+    except StopRequested:
+        stopped = True
+
+    result = _results(options, store, dialogue_rows, user_rows, backend_name, batch_size, resolved, timings, start)
+    result["stopped_early"] = stopped
+    write_json_atomic(out_dir / RESULTS_JSON, result)
+    write_text_atomic(out_dir / RESULTS_MD, markdown_single(result))
+    return result
+
+
+def _results(options, store, dialogue_rows, user_rows, backend_name, batch_size, resolved, timings, start) -> dict[str, Any]:
+    recommendation = user_sim = None
+    counts: dict[str, Any] = {}
+    generation_s = 0.0
+    complete = True
+    if dialogue_rows is not None:
+        records = store.load(TASK_DIALOGUE)
+        chosen = [records[r.key] for r in dialogue_rows if r.key in records]
+        complete &= len(chosen) == len(dialogue_rows)
+        recommendation = recommendation_metrics(rec["summary"] for rec in chosen)
+        counts.update({"dialogues_selected": len(dialogue_rows), "dialogues_done": len(chosen)})
+        generation_s += sum(float(rec.get("s", 0.0)) for rec in chosen)
+    if user_rows is not None:
+        records = store.load(TASK_USER_SIM)
+        chosen = [records[r.key] for r in user_rows if r.key in records]
+        complete &= len(chosen) == len(user_rows)
+        user_sim = user_sim_metrics(
+            [Judgment(bool(label), None if d is None else bool(d)) for label, d in zip(rec["labels"], rec["decisions"])]
+            for rec in chosen
+        )
+        counts.update({"users_selected": len(user_rows), "users_done": len(chosen)})
+        generation_s += sum(float(rec.get("s", 0.0)) for rec in chosen)
+    config = dict(store.options)
+    config.update({"batch_size": batch_size, "device": options.device})
+    model_path = str(Path(options.model).expanduser().resolve()) if Path(options.model).expanduser().exists() else options.model
+    model = {"path": model_path}
+    if resolved is not None:
+        model.update({"resolved": str(resolved.path), "source": resolved.source})
+    timings = {
+        **timings,
+        "run_wall_s": round(time.perf_counter() - start, 3),
+        "batch_wall_s_total": round(generation_s, 3),
+    }
+    return make_result(
+        label=options.label or _default_label(options.model),
+        kind="model",
+        complete=complete,
+        model=model,
+        data={"dir": str(Path(options.data).resolve()), "split": options.split, "files": store.options["data_files"]},
+        config=config,
+        counts=counts,
+        recommendation=recommendation,
+        user_sim=user_sim,
+        timings=timings,
+        extra={"versions": _versions()},
+    )
+
+
+def _default_label(model: str) -> str:
+    path = Path(model)
+    if path.name == "actor" and path.parent.name.startswith("global_step_"):
+        path = path.parent
+    if path.name.startswith("global_step_"):
+        return f"{path.parent.parent.name}/{path.name}" if path.parent.name == "checkpoints" else f"{path.parent.name}/{path.name}"
+    return path.name or str(model)
+
+
+def _versions() -> dict[str, str]:
+    from importlib import metadata
+
+    versions = {"python": platform.python_version()}
+    for name in ("torch", "transformers", "vllm", "coars-verl"):
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return versions
