@@ -4,7 +4,8 @@
    ``--model smollm2`` to convert SmolLM2-135M-Instruct);
 2. prepares MovieLens ml-100k from the copy shipped in the PyPI package ``recbole``;
 3. trains CoARS through ``python -m verl.trainer.main_ppo`` with ``recipes/cpu_coars_tiny.yaml``;
-4. prints per-step figures and where the logs are.
+4. evaluates the trained checkpoint and the untrained model on a few test users, with the random
+   and popularity baselines on the same samples, and prints the table and where the logs are.
 """
 
 from __future__ import annotations
@@ -70,6 +71,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--artifacts", type=Path, default=Path("artifacts"), help="where models, data and runs go")
     parser.add_argument("--model", choices=("primed", "tiny", "smollm2"), default="primed")
     parser.add_argument("--steps", type=int, default=2, help="training steps")
+    parser.add_argument("--eval-dialogues", type=int, default=16, help="test dialogues evaluated (one per user)")
+    parser.add_argument("--eval-users", type=int, default=8, help="test users of the user-simulation evaluation")
     parser.add_argument("overrides", nargs="*", help="extra Hydra overrides for main_ppo (key=value)")
     args = parser.parse_args(argv)
 
@@ -84,6 +87,7 @@ def main(argv: list[str] | None = None) -> int:
         f"data.val_files={data / 'valid.parquet'}",
         f"trainer.total_training_steps={args.steps}",
         f"trainer.default_local_dir={run_dir / 'checkpoints'}",
+        f"trainer.save_freq={args.steps}",
         *args.overrides,
     ]
     print(f"training: main_ppo --config-name cpu_coars_tiny ({args.steps} steps); log: {run_dir / 'train.log'}")
@@ -95,10 +99,34 @@ def main(argv: list[str] | None = None) -> int:
     print("\nstep  " + "  ".join(name.split("/", 1)[1] for name in REPORTED))
     for step in run.metrics:
         print(f"{step['step']:>4}  " + "  ".join(f"{step.get(name, float('nan')):.3f}" for name in REPORTED))
-    summary = {"run_dir": str(run_dir), "log": str(run.log_path), "metrics": str(run.metrics_path), "wall_s": round(run.wall_s, 1)}
+    table = evaluate_demo(run_dir, model, data, args)
+    summary = {"run_dir": str(run_dir), "log": str(run.log_path), "metrics": str(run.metrics_path), "wall_s": round(run.wall_s, 1), "table": str(table)}
     (run_dir / "demo_summary.json").write_text(json.dumps(summary, indent=2))
-    print(f"\ndone in {run.wall_s:.0f} s. logs: {run.log_path}\nmetrics (one JSON per step): {run.metrics_path}")
+    print(f"\ntraining took {run.wall_s:.0f} s. logs: {run.log_path}\nmetrics (one JSON per step): {run.metrics_path}\nevaluation table: {table}")
     return 0
+
+
+def evaluate_demo(run_dir: Path, model: Path, data: Path, args) -> Path:
+    """Trained checkpoint vs untrained model vs baselines, on the same few test users."""
+    from coars_verl.eval.baselines import main as baselines_main
+    from coars_verl.eval.cli import main as eval_main
+    from coars_verl.eval.table import main as table_main
+
+    selection = ["--one-per-user", "--max-samples", str(args.eval_dialogues), "--max-users", str(args.eval_users)]
+    dialogue = ["--max-turns", "3", "--max-tokens", "32", "--no-progress"]
+    evaluations = run_dir / "eval"
+    checkpoint = run_dir / "checkpoints" / f"global_step_{args.steps}"
+    print(f"\nevaluating on {args.eval_dialogues} test dialogues and {args.eval_users} test users (greedy)")
+    for label, path, out in ((f"CoARS, {args.steps} steps", checkpoint, "trained"), ("untrained", model, "untrained")):
+        code = eval_main(["--model", str(path), "--data", str(data), "--out", str(evaluations / out), "--label", label, *selection, *dialogue])
+        if code != 0:
+            raise SystemExit(f"evaluation of {path} failed with exit code {code}")
+    baselines_main(["--data", str(data), "--out", str(evaluations / "baselines"), *selection])
+    table = evaluations / "table.md"
+    print()
+    table_main([str(evaluations / "trained"), str(evaluations / "untrained"), str(evaluations / "baselines" / "random_expected.json"),
+                str(evaluations / "baselines" / "popularity.json"), "--out", str(table)])
+    return table
 
 
 if __name__ == "__main__":
