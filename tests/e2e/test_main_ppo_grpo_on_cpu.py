@@ -44,10 +44,12 @@ def test_two_training_steps_finish(grpo_run):
 
 
 def test_the_actor_was_updated(grpo_run):
-    for step in grpo_run.metrics:
+    # a step whose groups all tie (possible with a random model) has no gradient; one that does not must update
+    updated = [step for step in grpo_run.metrics if step["critic/advantages/max"] > 0]
+    assert updated, "GRPO never saw reward variance within a group"
+    for step in updated:
         assert step["actor/grad_norm"] > 0, step
-        assert step["critic/advantages/max"] > 0  # GRPO saw reward variance within groups
-        assert step["actor/lr"] > 0
+    assert all(step["actor/lr"] > 0 for step in grpo_run.metrics)
 
 
 def test_rollout_runs_the_trainers_weights(grpo_run):
