@@ -125,6 +125,20 @@ def _movielens_items(ids, raw_titles) -> pd.DataFrame:
     return _items(ids, [t for t, _ in norm], [y for _, y in norm])
 
 
+def _validate_optional_users(
+    raw_dir, name: str, files: list[str], drops: DropCounter, *, what: str, **read_options
+) -> dict[str, int]:
+    """Read the optional users file ``name`` when present, so that a malformed one is reported;
+    append it to ``files`` and return its row count as an extra statistic (``{}`` when absent)."""
+    try:
+        path = find_file(raw_dir, [name], name)
+    except DataFormatError:
+        return {}
+    users = read_delimited(path, what=what, drops=drops, **read_options)
+    files.append(path.name)
+    return {"user_file_rows": len(users)}
+
+
 def load_movielens_100k(raw_dir: str | os.PathLike, encoding: str = "latin-1") -> LoadedDataset:
     """ml-100k: ``u.data`` (tab: user, item, rating, timestamp), ``u.item`` ('|', 24 fields,
     latin-1), optional ``u.user`` ('|': user, age, gender, occupation, zip). Every rating counts as
@@ -153,23 +167,11 @@ def load_movielens_100k(raw_dir: str | os.PathLike, encoding: str = "latin-1") -
         drops=drops,
     )
     files = [data_p.name, item_p.name]
-    extra = {}
-    try:
-        user_p = find_file(raw_dir, ["u.user"], "u.user")
-    except DataFormatError:
-        user_p = None
-    if user_p is not None:
-        u = read_delimited(
-            user_p,
-            sep="|",
-            columns=["user_id", "age", "gender", "occupation", "zip"],
-            encoding=encoding,
-            int_columns=["user_id", "age"],
-            what="ml-100k users (id|age|gender|occupation|zip)",
-            drops=drops,
-        )
-        files.append(user_p.name)
-        extra["user_file_rows"] = len(u)
+    extra = _validate_optional_users(
+        raw_dir, "u.user", files, drops, sep="|", encoding=encoding,
+        columns=["user_id", "age", "gender", "occupation", "zip"], int_columns=["user_id", "age"],
+        what="ml-100k users (id|age|gender|occupation|zip)",
+    )
     items = _dedupe_items(_movielens_items(it["item_id"].to_numpy(), it["title"].tolist()), drops)
     inter = _interactions(r["user_id"].to_numpy(), r["item_id"].to_numpy(), r["timestamp"].to_numpy())
     return LoadedDataset(
@@ -211,23 +213,11 @@ def load_movielens_1m(raw_dir: str | os.PathLike, encoding: str = "latin-1") -> 
         drops=drops,
     )
     files = [rat_p.name, mov_p.name]
-    extra = {}
-    try:
-        user_p = find_file(raw_dir, ["users.dat"], "users.dat")
-    except DataFormatError:
-        user_p = None
-    if user_p is not None:
-        u = read_delimited(
-            user_p,
-            sep="::",
-            columns=["user_id", "gender", "age", "occupation", "zip"],
-            encoding=encoding,
-            int_columns=["user_id", "age", "occupation"],
-            what="ml-1m users (UserID::Gender::Age::Occupation::Zip-code)",
-            drops=drops,
-        )
-        files.append(user_p.name)
-        extra["user_file_rows"] = len(u)
+    extra = _validate_optional_users(
+        raw_dir, "users.dat", files, drops, sep="::", encoding=encoding,
+        columns=["user_id", "gender", "age", "occupation", "zip"], int_columns=["user_id", "age", "occupation"],
+        what="ml-1m users (UserID::Gender::Age::Occupation::Zip-code)",
+    )
     items = _dedupe_items(_movielens_items(m["item_id"].to_numpy(), m["title"].tolist()), drops)
     inter = _interactions(r["user_id"].to_numpy(), r["item_id"].to_numpy(), r["timestamp"].to_numpy())
     return LoadedDataset(
