@@ -1,17 +1,20 @@
-"""A tiny model primed to the CoARS answer formats, so that RL on CPU has something to learn from.
+"""A model primed to the CoARS answer formats, so that RL on CPU has something to learn from.
 
-A randomly initialised model never writes ``Item: ...`` or ``Decision: ...``: every dialogue then
-gets the same reward, GRPO sees no variance and the actor never moves. This command takes the
-tiny model of :mod:`coars_verl.models.tiny` and fine-tunes it briefly (supervised, on CPU) on
-synthetic dialogues rendered with the real role prompts of :mod:`coars_verl.dialogue`:
+A randomly initialised model never writes ``Item: ...`` or ``Decision: ...``, and neither does
+SmolLM2-135M-Instruct zero-shot (it loops on the candidate titles): every dialogue then gets the same
+reward, GRPO sees no variance and the actor never moves. This command takes a base model (the tiny
+model of :mod:`coars_verl.models.tiny`, or SmolLM2-135M-Instruct from :mod:`coars_verl.models.smollm2`)
+and fine-tunes it briefly (supervised, on CPU) on synthetic dialogues rendered with the real role
+prompts of :mod:`coars_verl.dialogue`, with made-up titles:
 
 * the recommender answers ``Reason: <...>\\nItem: <k>`` with a random candidate number k;
 * the user agent answers ``Reason: <...>\\nDecision: yes|no`` at random.
 
-So the primed model speaks both formats but knows nothing about the users: its choices are random,
-its rewards vary, and RL has a signal. Deterministic for the same options::
+So the primed model speaks both formats but learns nothing about real users or items: its choices
+are random, its rewards vary, and RL has a signal. Deterministic for the same options::
 
     python -m coars_verl.models.primed --out /tmp/tiny-primed
+    python -m coars_verl.models.primed --base smollm2 --out /tmp/smollm2-primed
 """
 
 from __future__ import annotations
@@ -30,8 +33,14 @@ from coars_verl.models._build import BuildResult, atomic_build, count_params_fro
 from coars_verl.models.tiny import _reason, _title, build_tiny_model
 
 BUILDER = "coars_verl.models.primed"
-FORMAT_VERSION = 1
-DEFAULTS: dict[str, Any] = {"steps": 200, "batch_size": 8, "lr": 3e-3, "num_candidates": 20, "yes_rate": 0.25, "seed": 0}
+FORMAT_VERSION = 2
+COMMON_DEFAULTS: dict[str, Any] = {"num_candidates": 20, "yes_rate": 0.25, "seed": 0}
+# A pretrained model needs far fewer, gentler steps than a random one to pick up two answer formats.
+BASE_DEFAULTS: dict[str, dict[str, Any]] = {
+    "tiny": {"steps": 200, "batch_size": 8, "lr": 3e-3},
+    "smollm2": {"steps": 40, "batch_size": 4, "lr": 2e-5},
+}
+OPTION_NAMES = frozenset(COMMON_DEFAULTS) | frozenset(BASE_DEFAULTS["tiny"])
 
 
 def synthetic_examples(num_dialogues: int, num_candidates: int, yes_rate: float, seed: int) -> list[tuple[list[dict], str]]:
@@ -83,7 +92,7 @@ def _build_into(folder: Path, opts: dict[str, Any], base: Path) -> None:
         for _ in range(opts["steps"]):
             batch = rng.sample(rows, opts["batch_size"])
             width = max(len(p) + len(a) for p, a in batch)
-            ids = torch.full((len(batch), width), tokenizer.pad_token_id)
+            ids = torch.full((len(batch), width), end if tokenizer.pad_token_id is None else tokenizer.pad_token_id)
             labels = torch.full((len(batch), width), -100)
             attention = torch.zeros((len(batch), width), dtype=torch.long)
             for row, (prompt, answer) in enumerate(batch):
@@ -104,41 +113,61 @@ def _build_into(folder: Path, opts: dict[str, Any], base: Path) -> None:
     (folder / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
 
 
-def build_primed_model_result(out_dir: str | os.PathLike, force: bool = False, **options: Any) -> BuildResult:
-    unknown = sorted(set(options) - set(DEFAULTS))
+def primed_options(base: str = "tiny", **options: Any) -> dict[str, Any]:
+    """The full option set of a build: the base's defaults, overridden by the non-None ``options``."""
+    if base not in BASE_DEFAULTS:
+        raise ValueError(f"build_primed_model: base must be one of {sorted(BASE_DEFAULTS)}, got {base!r}")
+    unknown = sorted(set(options) - OPTION_NAMES)
     if unknown:
-        raise TypeError(f"build_primed_model: unknown option(s) {unknown}; expected some of {sorted(DEFAULTS)}")
-    opts = {**DEFAULTS, **{k: v for k, v in options.items() if v is not None}}
+        raise TypeError(f"build_primed_model: unknown option(s) {unknown}; expected some of {sorted(OPTION_NAMES)}")
+    return {"base": base, **COMMON_DEFAULTS, **BASE_DEFAULTS[base], **{k: v for k, v in options.items() if v is not None}}
+
+
+def _build_base(base: str, folder: Path, seed: int) -> Path:
+    if base == "tiny":
+        return build_tiny_model(folder, seed=seed)
+    from coars_verl.models.smollm2 import convert_smollm2
+
+    return convert_smollm2(folder)
+
+
+def build_primed_model_result(out_dir: str | os.PathLike, force: bool = False, base: str = "tiny", **options: Any) -> BuildResult:
+    opts = primed_options(base, **options)
     marker = make_marker(BUILDER, FORMAT_VERSION, opts)
     out = Path(out_dir).expanduser().absolute()
 
     def build(tmp: Path) -> None:
-        base = build_tiny_model(tmp.parent / f".{out.name}.base", seed=opts["seed"])
-        _build_into(tmp, opts, base)
+        _build_into(tmp, opts, _build_base(base, tmp.parent / f".{out.name}.base", opts["seed"]))
 
     path, built, seconds = timed(lambda: atomic_build(out, marker, build, force))
+    vocab = int(json.loads((path / "config.json").read_text())["vocab_size"])
     return BuildResult(path=path, built=built, seconds=seconds, num_params=count_params_from_safetensors(path),
-                       vocab_size=1024, kind="tiny qwen2, format-primed")
+                       vocab_size=vocab, kind=f"{base}, format-primed ({opts['steps']} steps)")
 
 
-def build_primed_model(out_dir: str | os.PathLike, force: bool = False, **options: Any) -> Path:
-    return build_primed_model_result(out_dir, force=force, **options).path
+def build_primed_model(out_dir: str | os.PathLike, force: bool = False, base: str = "tiny", **options: Any) -> Path:
+    return build_primed_model_result(out_dir, force=force, base=base, **options).path
 
 
-def cached_primed_model(cache_dir: str | os.PathLike, **options: Any) -> Path:
+def cached_primed_model(cache_dir: str | os.PathLike, base: str = "tiny", **options: Any) -> Path:
     """Build once per cache folder and options (for test fixtures)."""
-    key = hashlib.sha256(json.dumps({**DEFAULTS, **options}, sort_keys=True).encode()).hexdigest()[:12]
-    return build_primed_model(Path(cache_dir) / f"tiny-primed-{key}", **options)
+    opts = primed_options(base, **options)
+    key = hashlib.sha256(json.dumps(opts, sort_keys=True).encode()).hexdigest()[:12]
+    return build_primed_model(Path(cache_dir) / f"{base}-primed-{key}", base=base, **options)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m coars_verl.models.primed", description=__doc__.splitlines()[0])
     parser.add_argument("--out", required=True)
-    parser.add_argument("--steps", type=int, default=DEFAULTS["steps"])
-    parser.add_argument("--seed", type=int, default=DEFAULTS["seed"])
+    parser.add_argument("--base", choices=sorted(BASE_DEFAULTS), default="tiny", help="model to prime (default: tiny)")
+    parser.add_argument("--steps", type=int, help="optimizer steps (default: tiny 200, smollm2 40)")
+    parser.add_argument("--batch-size", type=int, help="dialogue acts per step (default: tiny 8, smollm2 4)")
+    parser.add_argument("--lr", type=float, help="AdamW learning rate (default: tiny 3e-3, smollm2 2e-5)")
+    parser.add_argument("--seed", type=int, default=COMMON_DEFAULTS["seed"])
     parser.add_argument("--force", action="store_true")
     args = parser.parse_args(argv)
-    result = build_primed_model_result(args.out, force=args.force, steps=args.steps, seed=args.seed)
+    result = build_primed_model_result(args.out, force=args.force, base=args.base, steps=args.steps,
+                                       batch_size=args.batch_size, lr=args.lr, seed=args.seed)
     print(result.path)
     print(result.summary())
     return 0
