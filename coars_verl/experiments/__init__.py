@@ -1,0 +1,1 @@
+"""Scripted experiments that produce the figures quoted in the README."""
