@@ -12,7 +12,7 @@ method scored by ``coars_verl.eval`` on the same stored samples and candidates:
 
 Every stage is skipped when its output exists (a training run with its last checkpoint, an
 evaluation with its ``results.json``; an interrupted evaluation resumes), so the command can be
-stopped and started again. Writes ``<artifacts>/results/{smollm2,ablations,training}.md``.
+stopped and started again. Writes ``<artifacts>/results/{smollm2,ablations,training_smollm2,training_ablations}.md``.
 """
 
 from __future__ import annotations
@@ -151,66 +151,88 @@ def comparison_table(paths: list[Path], out: Path) -> str:
     return table
 
 
+def run_smollm2(args, data: Path, artifacts: Path, selection: list[str], baselines: list[Path]) -> None:
+    """Zero-shot and format-primed SmolLM2, each before and after a short CoARS run."""
+    models = build_models(artifacts / "models", {"smollm2", "smollm2-primed"})
+    runs, evaluations, results = artifacts / "runs", artifacts / "eval", artifacts / "results"
+    steps, rows, summaries = args.smollm2_steps, {}, []
+    # The format-primed model first: the zero-shot model's answers loop to the token limit, so it is the slowest.
+    for model, label in (("smollm2-primed", "SmolLM2-135M format-primed"), ("smollm2", "SmolLM2-135M zero-shot")):
+        rows[model] = evaluate(label, models[model], data, evaluations / model, selection)
+        if model == "smollm2" and args.skip_zero_shot_coars:
+            continue
+        job = TrainingJob(f"coars_{model}", f"{label} + CoARS ({steps} steps)", "cpu_coars_smollm2", model, steps)
+        summaries.append(train(job, models, data, runs))
+        rows[job.name] = evaluate(job.label, job.checkpoint(runs), data, evaluations / job.name, selection)
+    order = ("smollm2", "coars_smollm2", "smollm2-primed", "coars_smollm2-primed")
+    print(comparison_table([*baselines, *(rows[name] for name in order if name in rows)], results / "smollm2.md"), flush=True)
+    print(write_training_table(summaries, results / "training_smollm2.md"), flush=True)
+
+
+def run_ablations(args, data: Path, artifacts: Path) -> None:
+    """Full CoARS and every ablation recipe from the format-primed tiny model, evaluated as trained."""
+    from coars_verl.eval.baselines import main as baselines_main
+
+    models = build_models(artifacts / "models", {"tiny-primed"})
+    runs, evaluations, results = artifacts / "runs", artifacts / "eval", artifacts / "results"
+    steps = args.ablation_steps
+    samples = ["--one-per-user", "--max-samples", str(args.ablation_eval_dialogues), "--max-users", str(args.ablation_eval_users)]
+    # As cpu_coars_tiny trains: 3 turns, 32 tokens per answer.
+    selection = [*samples, "--max-turns", "3", "--max-tokens", "32", "--batch-size", str(args.batch_size)]
+    baselines_main(["--data", str(data), "--out", str(evaluations / "baselines_ablations"), *samples])
+    rows = [evaluations / "baselines_ablations" / "random_expected.json", evaluations / "baselines_ablations" / "popularity.json"]
+    rows.append(evaluate("tiny format-primed (untrained)", models["tiny-primed"], data, evaluations / "tiny-primed", selection))
+    jobs = [TrainingJob("tiny_coars", f"CoARS ({steps} steps)", "cpu_coars_tiny", "tiny-primed", steps)]
+    jobs += [TrainingJob(f"tiny_{name}", f"ablation {name} ({steps} steps)", "cpu_coars_tiny", "tiny-primed", steps, (f"+ablation={name}",)) for name in ABLATIONS]
+    summaries = []
+    for job in jobs:
+        summaries.append(train(job, models, data, runs))
+        rows.append(evaluate(job.label, job.checkpoint(runs), data, evaluations / job.name, selection))
+    print(comparison_table(rows, results / "ablations.md"), flush=True)
+    print(write_training_table(summaries, results / "training_ablations.md"), flush=True)
+
+
+def write_training_table(summaries: list[dict], out: Path) -> str:
+    table = training_table(summaries)
+    out.write_text(table)
+    return table
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m coars_verl.experiments.ml100k_cpu", description=__doc__.splitlines()[0])
     parser.add_argument("--artifacts", type=Path, default=Path("artifacts"), help="where models, data, runs and evaluations go")
-    parser.add_argument("--smollm2-steps", type=int, default=3, help="CoARS steps of the SmolLM2 runs")
-    parser.add_argument("--ablation-steps", type=int, default=3, help="CoARS steps of each tiny-model ablation run")
-    parser.add_argument("--eval-dialogues", type=int, default=None, help="test dialogues (one per user; default: every test user)")
-    parser.add_argument("--eval-users", type=int, default=None, help="user-simulation test users (default: all)")
-    parser.add_argument("--max-turns", type=int, default=5, help="dialogue turns in evaluation (spec default 5)")
-    parser.add_argument("--max-tokens", type=int, default=64, help="tokens per answer in evaluation")
-    parser.add_argument("--batch-size", type=int, default=16, help="evaluation batch (dialogues or questions)")
-    parser.add_argument("--skip-zero-shot-coars", action="store_true",
-                        help="no CoARS run from the zero-shot SmolLM2 (it never writes the answer format, so GRPO gets no gradient)")
     parser.add_argument("--parts", nargs="+", choices=("smollm2", "ablations"), default=["smollm2", "ablations"])
+    smollm2 = parser.add_argument_group("SmolLM2 table")
+    smollm2.add_argument("--smollm2-steps", type=int, default=3, help="CoARS steps of the SmolLM2 runs")
+    smollm2.add_argument("--skip-zero-shot-coars", action="store_true",
+                         help="no CoARS run from the zero-shot SmolLM2 (it never writes the answer format, so GRPO gets no gradient)")
+    smollm2.add_argument("--eval-dialogues", type=int, default=None, help="test dialogues (one per user; default: every test user)")
+    smollm2.add_argument("--eval-users", type=int, default=None, help="user-simulation test users (default: all)")
+    smollm2.add_argument("--max-turns", type=int, default=5, help="dialogue turns in evaluation (spec default 5)")
+    smollm2.add_argument("--max-tokens", type=int, default=64, help="tokens per answer in evaluation")
+    ablations = parser.add_argument_group("ablation table (tiny model)")
+    ablations.add_argument("--ablation-steps", type=int, default=3, help="CoARS steps of each run")
+    ablations.add_argument("--ablation-eval-dialogues", type=int, default=16, help="test dialogues (one per user)")
+    ablations.add_argument("--ablation-eval-users", type=int, default=8, help="user-simulation test users")
+    parser.add_argument("--batch-size", type=int, default=16, help="evaluation batch (dialogues or questions)")
     args = parser.parse_args(argv)
-
-    artifacts = args.artifacts.resolve()
-    data = prepare_movielens(artifacts / "data" / "movielens-100k")
-    runs, evaluations, results = artifacts / "runs", artifacts / "eval", artifacts / "results"
-    results.mkdir(parents=True, exist_ok=True)
-    samples = ["--one-per-user"]
-    samples += ["--max-samples", str(args.eval_dialogues)] if args.eval_dialogues else []
-    samples += ["--max-users", str(args.eval_users)] if args.eval_users else []
-    selection = [*samples, "--max-turns", str(args.max_turns), "--max-tokens", str(args.max_tokens), "--batch-size", str(args.batch_size)]
 
     from coars_verl.eval.baselines import main as baselines_main
 
-    baselines_main(["--data", str(data), "--out", str(evaluations / "baselines"), *samples])
-    baselines = [evaluations / "baselines" / "random_expected.json", evaluations / "baselines" / "popularity.json"]
-
-    summaries = []
+    artifacts = args.artifacts.resolve()
+    data = prepare_movielens(artifacts / "data" / "movielens-100k")
+    (artifacts / "results").mkdir(parents=True, exist_ok=True)
     if "smollm2" in args.parts:
-        models = build_models(artifacts / "models", {"smollm2", "smollm2-primed"})
-        steps = args.smollm2_steps
-        rows: dict[str, Path] = {}
-        # The format-primed runs first: the zero-shot model's answers loop to the token limit, so it is the slowest.
-        for model, label in (("smollm2-primed", "SmolLM2-135M format-primed"), ("smollm2", "SmolLM2-135M zero-shot")):
-            rows[model] = evaluate(label, models[model], data, evaluations / model, selection)
-            if model == "smollm2" and args.skip_zero_shot_coars:
-                continue
-            job = TrainingJob(f"coars_{model}", f"{label} + CoARS ({steps} steps)", "cpu_coars_smollm2", model, steps)
-            summaries.append(train(job, models, data, runs))
-            rows[job.name] = evaluate(job.label, job.checkpoint(runs), data, evaluations / job.name, selection)
-        order = ("smollm2", "coars_smollm2", "smollm2-primed", "coars_smollm2-primed")
-        rows = [*baselines, *(rows[name] for name in order if name in rows)]
-        print(comparison_table(rows, results / "smollm2.md"), flush=True)
-
+        samples = ["--one-per-user"]
+        samples += ["--max-samples", str(args.eval_dialogues)] if args.eval_dialogues else []
+        samples += ["--max-users", str(args.eval_users)] if args.eval_users else []
+        selection = [*samples, "--max-turns", str(args.max_turns), "--max-tokens", str(args.max_tokens), "--batch-size", str(args.batch_size)]
+        baselines = artifacts / "eval" / "baselines"
+        baselines_main(["--data", str(data), "--out", str(baselines), *samples])
+        run_smollm2(args, data, artifacts, selection, [baselines / "random_expected.json", baselines / "popularity.json"])
     if "ablations" in args.parts:
-        models = build_models(artifacts / "models", {"tiny-primed"})
-        steps = args.ablation_steps
-        rows = list(baselines) + [evaluate("tiny format-primed (untrained)", models["tiny-primed"], data, evaluations / "tiny-primed", selection)]
-        jobs = [TrainingJob("tiny_coars", f"CoARS ({steps} steps)", "cpu_coars_tiny", "tiny-primed", steps)]
-        jobs += [TrainingJob(f"tiny_{name}", f"ablation {name} ({steps} steps)", "cpu_coars_tiny", "tiny-primed", steps, (f"+ablation={name}",)) for name in ABLATIONS]
-        for job in jobs:
-            summaries.append(train(job, models, data, runs))
-            rows.append(evaluate(job.label, job.checkpoint(runs), data, evaluations / job.name, selection))
-        print(comparison_table(rows, results / "ablations.md"), flush=True)
-
-    (results / "training.md").write_text(training_table(summaries))
-    print(training_table(summaries))
-    print(f"tables: {results}")
+        run_ablations(args, data, artifacts)
+    print(f"tables: {artifacts / 'results'}")
     return 0
 
 
