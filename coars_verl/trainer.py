@@ -265,16 +265,29 @@ class CoarsPPOTrainer(PPOTrainerSync):
             tq.kv_clear(keys=list(meta.keys), partition_id=batch.partition_id)
 
     def _balanced_for_dp(self, meta):
-        """Pad to a multiple of the actor's data-parallel size and balance tokens across ranks."""
+        """Pad to what the scoring worker accepts and balance tokens across its data-parallel ranks.
+
+        The number of teacher records varies (only samples with a teacher context get one); without
+        dynamic batch sizes verl's engine needs a multiple of dp size x log-prob micro-batch size."""
         worker_group = self.actor_rollout_wg
         if "actor" not in worker_group._dispatch_info:
             worker_group._dispatch_info["actor"] = worker_group._query_dispatch_info("actor")
         dp_size = max(worker_group._dispatch_info["actor"]) + 1
-        meta = upsample_batch_to_divisible_size(meta, dp_size, self.tokenizer.eos_token_id)
+        multiple = dp_size * self._teacher_micro_batch_size()
+        meta = upsample_batch_to_divisible_size(meta, multiple, self.tokenizer.eos_token_id)
         workload = calculate_workload(torch.tensor([tag["seq_len"] for tag in meta.tags], dtype=torch.int64))
         partitions = get_seqlen_balanced_partitions(workload, k_partitions=dp_size, equal_size=True)
         meta.reorder([j for partition in partitions for j in partition])
         return meta
+
+    def _teacher_micro_batch_size(self) -> int:
+        """The log-prob micro-batch size of the worker that scores teacher records (1 with dynamic batch sizes)."""
+        cfg = self.config.actor_rollout_ref
+        if self.sd_config.teacher == TEACHER_REFERENCE and not self.ref_in_actor:
+            dynamic, micro = cfg.ref.get("log_prob_use_dynamic_bsz", False), cfg.ref.get("log_prob_micro_batch_size_per_gpu")
+        else:
+            dynamic, micro = cfg.actor.get("use_dynamic_bsz", False), cfg.rollout.get("log_prob_micro_batch_size_per_gpu")
+        return 1 if dynamic or not micro else int(micro)
 
     # ------------------------------------------------------------------ memory
     def _remember(self, extras) -> None:
