@@ -33,6 +33,7 @@ __all__ = [
     "main_lastfm",
     "main_instruments",
     "main_recbole",
+    "main_learning_task",
     "protocol_from_args",
     "add_common_arguments",
     "detect_format",
@@ -442,3 +443,41 @@ def main_recbole(argv: Sequence[str] | None = None) -> int:
         return data
 
     return _run(args, load, None)
+
+
+def learning_task_parser() -> argparse.ArgumentParser:
+    """One option per field of :class:`LearningTaskConfig` (generated, so that the two never differ)."""
+    from dataclasses import fields
+
+    from coars_verl.datasets.learning_task import LearningTaskConfig
+
+    parser = argparse.ArgumentParser(
+        prog="data_prep/learning_task.py",
+        description="Generate the controlled learning task (a check that training learns, not a benchmark).",
+    )
+    parser.add_argument("--out", required=True, help="output folder (must not exist or be empty)")
+    parser.add_argument("--quiet", action="store_true")
+    for field in fields(LearningTaskConfig):
+        parser.add_argument(f"--{field.name.replace('_', '-')}", type=_nonneg_int, default=field.default,
+                            help=f"default {field.default}")
+    return parser
+
+
+def main_learning_task(argv: Sequence[str] | None = None) -> int:
+    from dataclasses import fields
+
+    from coars_verl.datasets.learning_task import LearningTaskConfig, generate
+    from coars_verl.datasets.pipeline import write_outputs
+
+    args = learning_task_parser().parse_args(argv)
+    t0 = time.perf_counter()
+    try:
+        config = LearningTaskConfig(**{field.name: getattr(args, field.name) for field in fields(LearningTaskConfig)})
+        stats = write_outputs(generate(config), args.out, quiet=args.quiet)
+    except (ValueError, FileExistsError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if not args.quiet:
+        print(format_summary(stats, args.out))
+        print(f"done in {time.perf_counter() - t0:.1f} s")
+    return 0
