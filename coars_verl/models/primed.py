@@ -30,6 +30,7 @@ from typing import Any
 
 from coars_verl.constants import ROLE_RECOMMENDER
 from coars_verl.models._build import BuildResult, atomic_build, count_params_from_safetensors, make_marker, timed
+from coars_verl.models._sft import encode_examples, supervised_finetune
 from coars_verl.models.tiny import _reason, _title, build_tiny_model
 
 BUILDER = "coars_verl.models.primed"
@@ -79,35 +80,13 @@ def _build_into(folder: Path, opts: dict[str, Any], base: Path) -> None:
 
     tokenizer = AutoTokenizer.from_pretrained(base)
     model = AutoModelForCausalLM.from_pretrained(base, torch_dtype=torch.float32)
-    end = tokenizer.convert_tokens_to_ids("<|im_end|>")
-    rows = []
-    for messages, answer in synthetic_examples(opts["steps"] * opts["batch_size"] // 4 + 1, opts["num_candidates"], opts["yes_rate"], opts["seed"]):
-        prompt = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True, return_dict=False)
-        rows.append((prompt, tokenizer.encode(answer, add_special_tokens=False) + [end]))
-    rng = random.Random(opts["seed"])
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(opts["seed"])
-        optimizer = torch.optim.AdamW(model.parameters(), lr=opts["lr"])
-        model.train()
-        for _ in range(opts["steps"]):
-            batch = rng.sample(rows, opts["batch_size"])
-            width = max(len(p) + len(a) for p, a in batch)
-            ids = torch.full((len(batch), width), end if tokenizer.pad_token_id is None else tokenizer.pad_token_id)
-            labels = torch.full((len(batch), width), -100)
-            attention = torch.zeros((len(batch), width), dtype=torch.long)
-            for row, (prompt, answer) in enumerate(batch):
-                seq = prompt + answer
-                ids[row, : len(seq)] = torch.tensor(seq)
-                labels[row, len(prompt) : len(seq)] = torch.tensor(answer)
-                attention[row, : len(seq)] = 1
-            loss = model(input_ids=ids, attention_mask=attention, labels=labels).loss
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-    model.eval()
+    examples = synthetic_examples(opts["steps"] * opts["batch_size"] // 4 + 1, opts["num_candidates"], opts["yes_rate"], opts["seed"])
+    rows = encode_examples(tokenizer, examples)
+    pad = tokenizer.convert_tokens_to_ids("<|im_end|>") if tokenizer.pad_token_id is None else tokenizer.pad_token_id
+    loss = supervised_finetune(model, rows, steps=opts["steps"], batch_size=opts["batch_size"], lr=opts["lr"], seed=opts["seed"], pad_token_id=pad)
     model.save_pretrained(folder, safe_serialization=True)
     tokenizer.save_pretrained(folder)
-    (folder / "priming.json").write_text(json.dumps({"final_loss": loss.item(), **opts}, indent=2, sort_keys=True) + "\n")
+    (folder / "priming.json").write_text(json.dumps({"final_loss": loss, **opts}, indent=2, sort_keys=True) + "\n")
     config = json.loads((folder / "config.json").read_text())
     config["attn_implementation"] = "sdpa"
     (folder / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
