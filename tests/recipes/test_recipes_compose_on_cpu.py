@@ -82,9 +82,21 @@ def test_command_line_overrides_reach_lora_group_size_batches_and_coars_switches
     assert _check(cfg).mode == "additive" and cfg.coars.dialogue.max_turns == 3 and cfg.coars.reward.beta == 1.0
 
 
-@pytest.mark.parametrize("name", ["cpu_coars_tiny", "cpu_coars_smollm2", "cpu_grpo_tiny"])
+@pytest.mark.parametrize("name", ["cpu_coars_tiny", "cpu_coars_smollm2", "cpu_grpo_tiny", "cpu_learning_tiny"])
 def test_cpu_recipes_compose_and_validate(name):
     cfg = _compose(name, PATHS)
     assert cfg.actor_rollout_ref.rollout.name == "hf"
     assert cfg.ray_kwargs.ray_init.runtime_env.env_vars.VERL_PLATFORM == "cpu"
     _check(cfg)
+
+
+def test_the_learning_recipe_uses_the_compact_prompts_the_evaluation_reads():
+    import yaml
+
+    cfg = _compose("cpu_learning_tiny", PATHS)
+    compact = yaml.safe_load((RECIPES / "prompts" / "compact.yaml").read_text())
+    assert OmegaConf.to_container(cfg.coars.prompts) == compact
+    templates = DialogueConfig.from_mapping(coars_section(cfg, "dialogue"), coars_section(cfg, "prompts")).templates
+    assert templates.recommender_system == compact["recommender_system"]
+    assert (cfg.actor_rollout_ref.rollout.n, cfg.data.train_batch_size, cfg.actor_rollout_ref.actor.ppo_mini_batch_size) == (8, 8, 4)
+    assert _compose("cpu_learning_tiny", [*PATHS, "+ablation=outcome_only"]).coars.reward.mode == "outcome"
