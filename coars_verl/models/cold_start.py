@@ -70,7 +70,7 @@ def _user_answer(item: str, target: str) -> str:
     return f"Reason: I like {liked} more.\nDecision: no"
 
 
-def logged_bias_item(history_titles, target: str) -> str:
+def logged_bias_item(history_titles) -> str:
     """The logged policy's mistake: the user's most recent item again (repeat bias). It is never
     a valid candidate (candidates are items the user has not interacted with)."""
     return list(history_titles)[-1]
@@ -87,7 +87,7 @@ def demonstrations(extra_infos, config, logged_hit_rate: float, seed: int) -> li
     for extra_info in extra_infos:
         dialogue = Dialogue.from_extra_info(extra_info, config)
         sample = dialogue.sample
-        target, biased = sample.target_title, logged_bias_item(sample.history_titles, sample.target_title)
+        target, biased = sample.target_title, logged_bias_item(sample.history_titles)
         context: dict[str, list[dict[str, str]]] = {}
         while not dialogue.done:
             role = dialogue.next_role()
