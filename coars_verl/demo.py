@@ -1,5 +1,13 @@
 """``python -m coars_verl.demo`` (what ``make demo`` runs): CoARS on CPU, end to end, offline.
 
+``--task learning`` (the default; ``make demo``): learning you can see, in about 5 minutes. On the
+controlled learning task (``data_prep/learning_task.py``), builds the cold-start tiny model,
+trains CoARS through ``main_ppo`` and prints held-out Hit@1 before and after, and where the curve
+is (:mod:`coars_verl.bench.learning` with its ``demo`` preset).
+
+``--task ml100k`` (``make demo-ml100k``): the pipeline on real data, which the tiny model cannot
+learn (it knows nothing about films):
+
 1. builds the tiny model primed to the answer formats (``--model tiny`` for the purely random one,
    ``--model smollm2`` to convert SmolLM2-135M-Instruct);
 2. prepares MovieLens ml-100k from the copy shipped in the PyPI package ``recbole``;
@@ -69,12 +77,17 @@ def build_model(kind: str, root: Path) -> Path:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m coars_verl.demo", description=__doc__.splitlines()[0])
     parser.add_argument("--artifacts", type=Path, default=Path("artifacts"), help="where models, data and runs go")
-    parser.add_argument("--model", choices=("primed", "tiny", "smollm2"), default="primed")
-    parser.add_argument("--steps", type=int, default=2, help="training steps")
+    parser.add_argument("--task", choices=("learning", "ml100k"), default="learning",
+                        help="learning: the controlled task a CPU model learns (default); ml100k: MovieLens ml-100k")
+    parser.add_argument("--model", choices=("primed", "tiny", "smollm2"), default="primed", help="ml100k: the start model")
+    parser.add_argument("--steps", type=int, help="training steps (default: learning 20, ml100k 2)")
     parser.add_argument("--eval-dialogues", type=int, default=16, help="test dialogues evaluated (one per user)")
     parser.add_argument("--eval-users", type=int, default=8, help="test users of the user-simulation evaluation")
     parser.add_argument("overrides", nargs="*", help="extra Hydra overrides for main_ppo (key=value)")
     args = parser.parse_args(argv)
+    if args.task == "learning":
+        return learning_demo(args.artifacts.resolve(), args.steps)
+    args.steps = args.steps or 2
 
     artifacts = args.artifacts.resolve()
     model = build_model(args.model, artifacts / "models")
@@ -103,6 +116,26 @@ def main(argv: list[str] | None = None) -> int:
     summary = {"run_dir": str(run_dir), "log": str(run.log_path), "metrics": str(run.metrics_path), "wall_s": round(run.wall_s, 1), "table": str(table)}
     (run_dir / "demo_summary.json").write_text(json.dumps(summary, indent=2))
     print(f"\ntraining took {run.wall_s:.0f} s. logs: {run.log_path}\nmetrics (one JSON per step): {run.metrics_path}\nevaluation table: {table}")
+    return 0
+
+
+def learning_demo(artifacts: Path, steps: int | None) -> int:
+    from dataclasses import replace
+
+    from coars_verl.bench.learning import PRESETS, run_bench
+
+    preset = PRESETS["demo"]
+    if steps:
+        preset = replace(preset, steps=steps, eval_every=steps)
+    out = artifacts / "demo-learning"
+    print(f"learning task: {preset.train_users} training users, {preset.num_candidates} candidates; "
+          f"cold start, then CoARS for {preset.steps} steps through main_ppo; outputs in {out}", flush=True)
+    summary = run_bench(preset, ["coars"], [0], out)
+    curve = summary["runs"]["coars"][0]["curve"]
+    before, after = curve[0]["hit_at_1"], curve[-1]["hit_at_1"]
+    print(f"\nheld-out Hit@1 (greedy, {preset.test_users} test users): before training {100 * before:.1f} %, "
+          f"after {curve[-1]['step']} CoARS steps {100 * after:.1f} %")
+    print(f"curve: {out / 'curves.png'}\ntraining log: {out / 'runs' / 'coars-s0' / 'train.log'}")
     return 0
 
 
