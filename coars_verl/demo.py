@@ -1,6 +1,6 @@
 """``python -m coars_verl.demo`` (what ``make demo`` runs): CoARS on CPU, end to end, offline.
 
-``--task learning`` (the default; ``make demo``): learning you can see, in about 5 minutes. On the
+``--task learning`` (the default; ``make demo``): learning you can see, in about 6 minutes. On the
 controlled learning task (``data_prep/learning_task.py``), builds the cold-start tiny model,
 trains CoARS through ``main_ppo`` and prints held-out Hit@1 before and after, and where the curve
 is (:mod:`coars_verl.bench.learning` with its ``demo`` preset).
@@ -80,12 +80,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--task", choices=("learning", "ml100k"), default="learning",
                         help="learning: the controlled task a CPU model learns (default); ml100k: MovieLens ml-100k")
     parser.add_argument("--model", choices=("primed", "tiny", "smollm2"), default="primed", help="ml100k: the start model")
-    parser.add_argument("--steps", type=int, help="training steps (default: learning 20, ml100k 2)")
-    parser.add_argument("--eval-dialogues", type=int, default=16, help="test dialogues evaluated (one per user)")
-    parser.add_argument("--eval-users", type=int, default=8, help="test users of the user-simulation evaluation")
-    parser.add_argument("overrides", nargs="*", help="extra Hydra overrides for main_ppo (key=value)")
+    parser.add_argument("--steps", type=int, help="training steps (default: learning 10, ml100k 2)")
+    parser.add_argument("--eval-dialogues", type=int, default=16, help="ml100k: test dialogues evaluated (one per user)")
+    parser.add_argument("--eval-users", type=int, default=8, help="ml100k: test users of the user-simulation evaluation")
+    parser.add_argument("overrides", nargs="*", help="ml100k: extra Hydra overrides for main_ppo (key=value)")
     args = parser.parse_args(argv)
     if args.task == "learning":
+        if args.overrides:
+            parser.error("Hydra overrides apply to --task ml100k; the learning demo runs the benchmark's demo preset "
+                         "(python -m coars_verl.bench.learning for other settings)")
         return learning_demo(args.artifacts.resolve(), args.steps)
     args.steps = args.steps or 2
 
