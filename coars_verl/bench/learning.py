@@ -24,7 +24,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any, Optional
+from typing import Optional
 
 from coars_verl.cpu.launch import RECIPES_DIR, run_main_ppo
 from coars_verl.utils.metrics_log import read_metrics
@@ -101,9 +101,10 @@ def prepare_task(preset: Preset, out: Path) -> Path:
 
 
 def build_start_model(preset: Preset, data: Path, out: Path) -> Path:
-    from coars_verl.models.cold_start import build_cold_start_model_result, load_prompts
+    from coars_verl.dialogue.prompts import load_prompt_overrides
+    from coars_verl.models.cold_start import build_cold_start_model_result
 
-    result = build_cold_start_model_result(out, data, prompts=load_prompts(PROMPTS_FILE), steps=preset.cold_start_steps,
+    result = build_cold_start_model_result(out, data, prompts=load_prompt_overrides(PROMPTS_FILE), steps=preset.cold_start_steps,
                                            lr=preset.cold_start_lr, logged_hit_rate=preset.logged_hit_rate, max_turns=preset.max_turns)
     print(f"start model: {result.path} ({result.summary()})", flush=True)
     return result.path

@@ -5,7 +5,9 @@ Templates use ``str.format`` fields. A recipe overrides any of them under ``coar
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, fields
+from pathlib import Path
 from typing import Mapping, Sequence
 
 TEMPLATE_FIELDS: Mapping[str, frozenset[str]] = {
@@ -128,3 +130,22 @@ def validate_templates(templates: PromptTemplates) -> None:
                 f"coars.prompts.{name}: cannot fill the template ({type(err).__name__}: {err}); "
                 f"allowed fields are {sorted(allowed) or 'none'} (write literal braces as '{{{{' and '}}}}')"
             ) from err
+
+
+def load_prompt_overrides(path: str | Path) -> dict[str, str]:
+    """A file of template overrides (``coars.prompts.*``): YAML for ``.yaml``/``.yml``, JSON otherwise.
+
+    The one reader of such files (the evaluation's ``--prompts``, the learning task's cold start
+    and benchmark); ValueError names the file when it does not hold a mapping.
+    """
+    text = Path(path).read_text(encoding="utf-8")
+    if str(path).endswith((".yaml", ".yml")):
+        import yaml
+
+        value = yaml.safe_load(text)
+    else:
+        value = json.loads(text)
+    value = value or {}
+    if not isinstance(value, dict):
+        raise ValueError(f"{path}: expected a mapping of prompt templates (coars.prompts.*)")
+    return {str(k): str(v) for k, v in value.items()}

@@ -24,26 +24,20 @@ from pathlib import Path
 from typing import Optional
 
 from coars_verl.dialogue.parsers import DEFAULT_MAX_REASON_CHARS
+from coars_verl.dialogue.prompts import load_prompt_overrides
 from coars_verl.eval.backends import BACKENDS
 from coars_verl.eval.evaluate import TASKS, EvalOptions, evaluate
 from coars_verl.eval.report import markdown_single
 from coars_verl.eval.store import OptionsMismatch
 
 
-def _json_or_yaml_mapping(path: Optional[str], what: str) -> dict:
+def _prompt_overrides(path: Optional[str]) -> dict[str, str]:
     if not path:
         return {}
-    text = Path(path).read_text(encoding="utf-8")
-    if path.endswith((".yaml", ".yml")):
-        import yaml
-
-        value = yaml.safe_load(text)
-    else:
-        value = json.loads(text)
-    value = value or {}
-    if not isinstance(value, dict):
-        raise SystemExit(f"{path}: expected a mapping for {what}")
-    return value
+    try:
+        return load_prompt_overrides(path)
+    except ValueError as err:
+        raise SystemExit(f"--prompts: {err}") from err
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -95,7 +89,7 @@ def options_from_args(args: argparse.Namespace) -> EvalOptions:
         max_turns=args.max_turns,
         numbered_candidates=args.numbered_candidates,
         max_reason_chars=args.max_reason_chars,
-        prompts={k: str(v) for k, v in _json_or_yaml_mapping(args.prompts, "--prompts").items()},
+        prompts=_prompt_overrides(args.prompts),
         max_tokens=args.max_tokens,
         response_budget=args.response_budget,
         backend=args.backend,

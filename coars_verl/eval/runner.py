@@ -139,10 +139,18 @@ def run_dialogues(
 
 
 def user_sim_messages(row: UserSimRow, item_title: str, config: DialogueConfig) -> list[dict[str, str]]:
-    """The user agent's question about one item: its dialogue role prompt with the item recommended, no reason."""
+    """The user agent's question about one item of ``row`` (see :func:`user_sim_question`)."""
+    return user_sim_question(row.history_titles, row.item_titles, item_title, config)
+
+
+def user_sim_question(
+    history_titles: Sequence[str], judged_titles: Sequence[str], item_title: str, config: DialogueConfig
+) -> list[dict[str, str]]:
+    """The user agent's question about one item: its dialogue role prompt (the judged items as the
+    candidates) with the item recommended and no reason."""
     return user_initial_messages(
-        row.history_titles,
-        row.item_titles,
+        history_titles,
+        judged_titles,
         item=item_title,
         reason=config.templates.missing_reason,
         templates=config.templates,

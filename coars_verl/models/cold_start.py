@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any, Mapping, Optional
 
 from coars_verl.constants import ROLE_RECOMMENDER
+from coars_verl.dialogue.prompts import load_prompt_overrides
 from coars_verl.models._build import BuildResult, atomic_build, count_params_from_safetensors, make_marker, timed
 from coars_verl.models._sft import Example, encode_examples, supervised_finetune
 from coars_verl.models.tiny import build_tiny_model
@@ -80,7 +81,7 @@ def demonstrations(extra_infos, config, logged_hit_rate: float, seed: int) -> li
     """(messages, answer) pairs: one scripted dialogue per row, and two user-simulation questions
     (the target and a candidate sharing one of its halves) in the evaluation's format."""
     from coars_verl.dialogue.state import Dialogue
-    from coars_verl.eval.runner import user_sim_messages
+    from coars_verl.eval.runner import user_sim_question
 
     rng = random.Random(seed)
     examples: list[Example] = []
@@ -103,31 +104,21 @@ def demonstrations(extra_infos, config, logged_hit_rate: float, seed: int) -> li
         genre, noun = target.split(" ", 1)
         near = [t for t in sample.candidate_titles if t != target and (t.startswith(genre + " ") or t.endswith(" " + noun))]
         judged = [target] + rng.sample(near, min(SIM_NEGATIVES, len(near)))
-        row = _sim_row(sample, rng.sample(judged, len(judged)))
+        shown = rng.sample(judged, len(judged))
         for item in judged[:2]:
-            examples.append((user_sim_messages(row, item, config), _user_answer(item, target)))
+            examples.append((user_sim_question(sample.history_titles, shown, item, config), _user_answer(item, target)))
     return examples
 
 
-def _sim_row(sample, titles):
-    from coars_verl.eval.data import UserSimRow
-
-    return UserSimRow(key="", user_id=sample.user_id, history_titles=sample.history_titles, item_titles=tuple(titles),
-                      item_ids=tuple("" for _ in titles), labels=tuple(False for _ in titles))
-
-
-def _read_train(data_dir: Path) -> tuple[list[dict], str]:
-    import pyarrow.parquet as pq
-
+def _train_file(data_dir: Path) -> Path:
     path = data_dir / "train.parquet"
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no training users; prepare the task with python data_prep/learning_task.py --out {data_dir}")
-    rows = pq.read_table(path, columns=["extra_info"]).column("extra_info").to_pylist()
-    digest = hashlib.sha256(path.read_bytes()).hexdigest()
-    return rows, digest
+    return path
 
 
 def _build_into(folder: Path, opts: Mapping[str, Any], data_dir: Path, prompts: Mapping[str, str]) -> None:
+    import pyarrow.parquet as pq
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -138,7 +129,7 @@ def _build_into(folder: Path, opts: Mapping[str, Any], data_dir: Path, prompts: 
     tokenizer = AutoTokenizer.from_pretrained(base)
     model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32)
     config = DialogueConfig(max_turns=opts["max_turns"], templates=PromptTemplates.from_overrides(prompts))
-    extra_infos, _ = _read_train(data_dir)
+    extra_infos = pq.read_table(_train_file(data_dir), columns=["extra_info"]).column("extra_info").to_pylist()
     examples = demonstrations(extra_infos, config, opts["logged_hit_rate"], opts["seed"])
     rows = encode_examples(tokenizer, examples)
     loss = supervised_finetune(model, rows, steps=opts["steps"], batch_size=opts["batch_size"], lr=opts["lr"], seed=opts["seed"],
@@ -168,7 +159,7 @@ def build_cold_start_model_result(
     opts = cold_start_options(**options)
     data_dir = Path(data_dir).expanduser().absolute()
     prompts = {str(k): str(v) for k, v in (prompts or {}).items()}
-    _, data_digest = _read_train(data_dir)
+    data_digest = hashlib.sha256(_train_file(data_dir).read_bytes()).hexdigest()
     marker = make_marker(BUILDER, FORMAT_VERSION, opts, train_sha256=data_digest, prompts=prompts)
     out = Path(out_dir).expanduser().absolute()
     path, built, seconds = timed(lambda: atomic_build(out, marker, lambda tmp: _build_into(tmp, opts, data_dir, prompts), force))
@@ -190,22 +181,12 @@ def main(argv: list[str] | None = None) -> int:
         parser.add_argument(f"--{name.replace('_', '-')}", type=type(value), help=f"default {value}")
     parser.add_argument("--force", action="store_true")
     args = parser.parse_args(argv)
-    prompts = load_prompts(args.prompts) if args.prompts else {}
+    prompts = load_prompt_overrides(args.prompts) if args.prompts else {}
     result = build_cold_start_model_result(args.out, args.data, prompts=prompts, force=args.force,
                                            **{name: getattr(args, name) for name in DEFAULTS})
     print(result.path)
     print(result.summary())
     return 0
-
-
-def load_prompts(path: str | os.PathLike) -> dict[str, str]:
-    """A YAML or JSON mapping of prompt templates (the file the recipes and ``--prompts`` use)."""
-    import yaml
-
-    value = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
-    if not isinstance(value, dict):
-        raise ValueError(f"{path}: expected a mapping of prompt templates")
-    return {str(k): str(v) for k, v in value.items()}
 
 
 if __name__ == "__main__":

@@ -10,10 +10,11 @@ from coars_verl.datasets.pipeline import write_outputs
 from coars_verl.dialogue.parsers import parse_decision
 from coars_verl.dialogue.prompts import PromptTemplates
 from coars_verl.dialogue.state import DialogueConfig
-from coars_verl.models.cold_start import cold_start_options, demonstrations, load_prompts, logged_bias_item
+from coars_verl.dialogue.prompts import load_prompt_overrides
+from coars_verl.models.cold_start import cold_start_options, demonstrations, logged_bias_item
 from coars_verl.cpu.launch import RECIPES_DIR
 
-PROMPTS = load_prompts(RECIPES_DIR / "prompts" / "compact.yaml")
+PROMPTS = load_prompt_overrides(RECIPES_DIR / "prompts" / "compact.yaml")
 CONFIG = DialogueConfig(max_turns=3, templates=PromptTemplates.from_overrides(PROMPTS))
 
 
