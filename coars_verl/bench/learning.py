@@ -35,6 +35,8 @@ VARIANTS = {
     "coars": (),
     "no_self_distill": ("+ablation=no_self_distill",),
     "outcome_only": ("+ablation=outcome_only",),
+    "no_coupling": ("+ablation=no_coupling",),
+    "false_accept_0.5": ("coars.reward.false_accept_weight=0.5",),
     "teacher_sibling": ("+ablation=teacher_sibling",),
     "teacher_hindsight": ("+ablation=teacher_hindsight",),
     "teacher_target": ("+ablation=teacher_target",),
@@ -46,7 +48,15 @@ SD_METRICS = (
     "coars/sd/recommender/clip_share",
     "coars/sd/lambda",
 )
-TRAINING_METRICS = ("coars/dialogue/hit_rate", "coars/rec/valid_ratio", "coars/user/accuracy", "actor/grad_norm", "actor/entropy")
+TRAINING_METRICS = (
+    "coars/dialogue/hit_rate",
+    "coars/rec/valid_ratio",
+    "coars/user/accuracy",
+    "coars/user/false_accepts_mean",
+    "coars/user/false_rejects_mean",
+    "actor/grad_norm",
+    "actor/entropy",
+)
 STEP_TIMES = (
     "timing_s/step",
     "timing_s/gen",

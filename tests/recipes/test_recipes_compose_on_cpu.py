@@ -66,6 +66,8 @@ def test_each_ablation_is_one_override_of_a_dataset_recipe(ablation):
         assert cfg.coars.reward.mode == "outcome" and sd.mode == "off"
     elif ablation == "no_self_distill":
         assert changed == {"mode"} and sd.mode == "off"
+    elif ablation == "no_coupling":
+        assert cfg.coars.reward.beta == 0.0 and base.coars.reward.beta == 0.5 and not changed
     elif ablation == "teacher_reference":
         assert sd.teacher == "reference" and need_reference_policy(cfg)
     else:
