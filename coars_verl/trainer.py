@@ -13,6 +13,9 @@ fetches a fixed field list. This mode changes ``_compute_advantage``:
 4. call the estimator (``coars_grpo``) with the roles and delta;
 5. write rewards and advantages back, remember this step's dialogues, log ``coars/*`` metrics.
 
+With ``trainer.rollout_data_dir`` set, each step's samples are dumped after the write-back with
+their role, own reward and mean advantage (:meth:`CoarsPPOTrainer._log_rollout_data`).
+
 The dialogue memory is saved with each checkpoint (``coars_memory.json``) and restored on resume.
 """
 
@@ -22,7 +25,6 @@ import logging
 import os
 import time
 import uuid
-from collections import defaultdict
 
 import numpy as np
 import torch
@@ -31,7 +33,7 @@ from omegaconf import open_dict
 from tensordict import TensorDict
 from verl.protocol import DataProto
 from verl.trainer.ppo import core_algos
-from verl.trainer.ppo.padding_utils import build_padding_position_ids, upsample_batch_to_divisible_size
+from verl.trainer.ppo.padding_utils import upsample_batch_to_divisible_size
 from verl.trainer.ppo.ray_trainer import apply_kl_penalty
 from verl.trainer.ppo.rollout_corr_helper import compute_rollout_correction_and_add_to_batch
 from verl.trainer.ppo.utils import need_reference_policy
@@ -42,20 +44,28 @@ from verl.utils.tensordict_utils import list_of_dict_to_tensordict
 from verl.workers.utils.padding import response_from_nested, response_to_nested
 
 from coars_verl.agent_loop import EXTRA_CORE_SECONDS, EXTRA_PROMPT_MESSAGES, EXTRA_ROLE, EXTRA_SUMMARY
-from coars_verl.algo.advantage import MODE_OFF, TEACHER_REFERENCE, clip_hit_mask, delta_stats, token_delta
-from coars_verl.algo.role_metrics import role_advantage_gap, role_metrics, role_reward
+from coars_verl.algo.advantage import MODE_OFF, TEACHER_REFERENCE, clip_hit_mask, delta_stats
+from coars_verl.algo.role_batch import role_scores, scores_on_last_token, self_distill_delta
+from coars_verl.algo.role_metrics import role_advantage_gap, role_metrics
 from coars_verl.constants import ADV_ESTIMATOR_NAME, ROLE_RECOMMENDER, TRAINER_MODE_NAME
-from coars_verl.distill.contexts import build_teacher_context
+from coars_verl.distill.batch_contexts import batch_teacher_prompts
 from coars_verl.distill.memory import DialogueMemory, compact_record
-from coars_verl.distill.teacher_prompt import teacher_prompt_ids
 from coars_verl.estimator import self_distill_config
 from coars_verl.reward_manager import REWARD_SECONDS_KEY
+from coars_verl.teacher_records import teacher_record, teacher_tag
 
 logger = logging.getLogger(__name__)
 
 _FETCHED = ["uid", "response_mask", "rm_scores", "rollout_log_probs", "old_log_probs", "ref_log_prob", "values", "extra_fields"]
 MEMORY_FILE = "coars_memory.json"
 TEACHER_KEY_PREFIX = "coarsteacher"
+
+
+def nested_fields(tensors: dict[str, torch.Tensor], response_mask_nested) -> TensorDict:
+    """``(B, R)`` padded tensors -> verl's per-sample nested layout (row i keeps sample i's first
+    ``len_i`` tokens, ``len_i`` from ``response_mask_nested``), the form written back to TransferQueue."""
+    batch_size = response_mask_nested.size(0)
+    return TensorDict({name: response_to_nested(value, response_mask_nested) for name, value in tensors.items()}, batch_size=batch_size)
 
 
 @register_trainer(TRAINER_MODE_NAME)
@@ -92,9 +102,8 @@ class CoarsPPOTrainer(PPOTrainerSync):
         real = [not tag.get("is_padding", False) for tag in batch.tags]
 
         # 1. each sample gets its own role's reward, on its last response token
-        scores = torch.tensor([role_reward(role, info) for role, info in zip(roles, reward_infos)])
-        rm_scores = torch.zeros_like(data.batch["rm_scores"])
-        rm_scores[torch.arange(len(scores)), (response_lengths - 1).clamp(min=0)] = scores.to(rm_scores.dtype)
+        scores = role_scores(roles, reward_infos)
+        rm_scores = scores_on_last_token(scores, response_lengths, data.batch["rm_scores"].shape[-1]).to(data.batch["rm_scores"].dtype)
         data.batch["rm_scores"] = rm_scores
         data.batch["token_level_scores"] = rm_scores
         if self.config.algorithm.use_kl_in_reward:
@@ -151,61 +160,35 @@ class CoarsPPOTrainer(PPOTrainerSync):
             fields.append("response_mask")
             if "rollout_is_weights" in data.batch:
                 fields.append("rollout_is_weights")
-        output = TensorDict({f: response_to_nested(data.batch[f], response_mask_nested) for f in fields}, batch_size=len(batch))
+        output = nested_fields({f: data.batch[f] for f in fields}, response_mask_nested)
         return tq.kv_batch_put(keys=batch.keys, partition_id=batch.partition_id, fields=output)
 
     # ------------------------------------------------------------------ self-distillation
-    def _self_distill_delta(self, batch, data, extras, roles, role_scores, real, metrics):
+    def _self_distill_delta(self, batch, data, extras, roles, own_role_scores, real, metrics):
         """``(B, R)`` delta and ``(B,)`` has-context mask; logs context shares, tokens and time."""
         start = time.perf_counter()
         cfg = self.sd_config
         uids = data.non_tensor_batch["uid"]
-        groups: dict[tuple, list[int]] = defaultdict(list)
-        for i, (uid, role) in enumerate(zip(uids, roles)):
-            if real[i]:
-                groups[(uid, role)].append(i)
-
-        render = self._render_prompt
         stored_prompts = tq.kv_batch_get(keys=batch.keys, partition_id=batch.partition_id, select_fields=["prompts"])["prompts"]
-        contexts: dict[int, tuple[list[int], str]] = {}
-        source_counts: dict[str, int] = defaultdict(int)
-        mismatched = 0
-        for members in groups.values():
-            group = [(extras[j][EXTRA_SUMMARY], role_scores[j]) for j in members]
-            for position, i in enumerate(members):
-                text, source = build_teacher_context(
-                    roles[i], extras[i][EXTRA_SUMMARY], cfg.sources, memory=self.memory, group=group, self_index=position,
-                    step=self.global_steps, memory_k=cfg.memory_k, max_chars=cfg.context_max_chars,
-                )
-                if not text:
-                    continue
-                messages = extras[i][EXTRA_PROMPT_MESSAGES]
-                if render(messages) != stored_prompts[i].tolist():
-                    mismatched += 1  # the sample's prompt is not the rendering of its messages: no safe alignment
-                    continue
-                contexts[i] = (teacher_prompt_ids(render, messages, text, cfg.context_position), source)
-                source_counts[source] += 1
-
-        batch_size, width = data.batch["response_mask"].shape
-        teacher = torch.zeros((batch_size, width), dtype=torch.float32)
-        has_context = torch.zeros(batch_size, dtype=torch.bool)
-        teacher_tokens = 0
-        if contexts:
-            rows = sorted(contexts)
-            for i, lp in zip(rows, self._teacher_log_probs(batch, rows, [contexts[i][0] for i in rows])):
-                teacher[i, : lp.numel()] = lp
-                has_context[i] = True
-            teacher_tokens = sum(len(contexts[i][0]) + batch.tags[i]["response_len"] for i in rows)
-        delta = token_delta(teacher, data.batch["old_log_probs"].float(), data.batch["response_mask"], has_context)
+        teacher = batch_teacher_prompts(
+            uids, roles, [extra[EXTRA_SUMMARY] for extra in extras], own_role_scores,
+            [extra[EXTRA_PROMPT_MESSAGES] for extra in extras], [p.tolist() for p in stored_prompts], real,
+            self._render_prompt, cfg, memory=self.memory, step=self.global_steps,
+        )
+        rows = sorted(teacher.prompts)
+        teacher_rows = dict(zip(rows, self._teacher_log_probs(batch, rows, [teacher.prompts[i] for i in rows]))) if rows else {}
+        delta, has_context = self_distill_delta(teacher_rows, data.batch["old_log_probs"], data.batch["response_mask"])
+        teacher_tokens = sum(len(teacher.prompts[i]) + batch.tags[i]["response_len"] for i in rows)
+        source_counts = teacher.source_counts()
 
         n_real = max(sum(real), 1)
         student_tokens = sum(tag["seq_len"] for tag, r in zip(batch.tags, real) if r)
         metrics.update({f"coars/sd/context_share/{s}": source_counts.get(s, 0) / n_real for s in cfg.sources})
         metrics.update(
             {
-                "coars/sd/context_share": len(contexts) / n_real,
-                "coars/sd/no_context_samples": float(n_real - len(contexts)),
-                "coars/sd/prompt_render_mismatch": float(mismatched),
+                "coars/sd/context_share": len(rows) / n_real,
+                "coars/sd/no_context_samples": float(n_real - len(rows)),
+                "coars/sd/prompt_render_mismatch": float(teacher.mismatched),
                 "coars/sd/teacher_tokens": float(teacher_tokens),
                 "coars/sd/student_tokens": float(student_tokens),
                 "coars/sd/teacher_token_ratio": teacher_tokens / max(student_tokens, 1),
@@ -225,25 +208,9 @@ class CoarsPPOTrainer(PPOTrainerSync):
         keys = [batch.keys[i] for i in rows]
         source = tq.kv_batch_get(keys=keys, partition_id=batch.partition_id)
         prefix = f"{TEACHER_KEY_PREFIX}{uuid.uuid4().hex}"
-        records, tags, teacher_keys = [], [], []
-        for j, (i, prompt) in enumerate(zip(rows, prompts)):
-            sample = source[j]
-            record = {k: (v.clone() if isinstance(v, torch.Tensor) else v) for k, v in sample.items()}
-            prompt_ids = torch.tensor(prompt, dtype=torch.int64)
-            input_ids = torch.cat([prompt_ids, record["responses"]])
-            attention_mask = torch.ones_like(input_ids)
-            record.update(
-                prompts=prompt_ids,
-                input_ids=input_ids,
-                attention_mask=attention_mask,
-                position_ids=build_padding_position_ids(record.get("position_ids"), attention_mask),
-            )
-            records.append(record)
-            tag = dict(batch.tags[i])
-            tag.update(prompt_len=len(prompt), seq_len=len(prompt) + int(record["responses"].numel()), is_padding=False)
-            tags.append(tag)
-            teacher_keys.append(f"{prefix}_{j}_0")
-
+        records = [teacher_record(source[j], prompt) for j, prompt in enumerate(prompts)]
+        tags = [teacher_tag(batch.tags[i], record) for i, record in zip(rows, records)]
+        teacher_keys = [f"{prefix}_{j}_0" for j in range(len(rows))]
         meta = tq.kv_batch_put(keys=teacher_keys, partition_id=batch.partition_id, fields=list_of_dict_to_tensordict(records), tags=tags)
         meta = self._balanced_for_dp(meta)
         extra = {"calculate_entropy": False, "compute_loss": False, "temperature": self.config.actor_rollout_ref.rollout.temperature}
@@ -260,7 +227,7 @@ class CoarsPPOTrainer(PPOTrainerSync):
                 self.actor_rollout_wg.compute_log_prob(meta)
             out = tq.kv_batch_get(keys=teacher_keys, partition_id=batch.partition_id, select_fields=["log_probs", "response_mask"])
             log_probs = response_from_nested(out["log_probs"], out["response_mask"])
-            return [log_probs[j].float() for j in range(len(rows))]
+            return [log_probs[j, : records[j]["responses"].numel()].float() for j in range(len(rows))]
         finally:
             tq.kv_clear(keys=list(meta.keys), partition_id=batch.partition_id)
 
@@ -288,6 +255,31 @@ class CoarsPPOTrainer(PPOTrainerSync):
         else:
             dynamic, micro = cfg.actor.get("use_dynamic_bsz", False), cfg.rollout.get("log_prob_micro_batch_size_per_gpu")
         return 1 if dynamic or not micro else int(micro)
+
+    # ------------------------------------------------------------------ rollout dump
+    def _log_rollout_data(self, batch, timing_raw: dict, rollout_data_dir: str):
+        """``trainer.rollout_data_dir``: verl's per-step JSONL, read back from TransferQueue after the
+        write-back, with each sample's role, its own reward (``score``), its mean advantage and both
+        roles' rewards of its dialogue, so what the update trained on can be checked per sample."""
+        fields = ["uid", "prompts", "responses", "rm_scores", "advantages", "response_mask", "extra_fields"]
+        data = tq.kv_batch_get(keys=batch.keys, partition_id=batch.partition_id, select_fields=fields)
+        extras = [getattr(e, "data", e) for e in data.pop("extra_fields").tolist()]
+        uids = data.pop("uid").tolist()
+        decode = lambda nested: [self.tokenizer.decode(ids, skip_special_tokens=True) for ids in nested.unbind()]  # noqa: E731
+        inputs, outputs = decode(data["prompts"]), decode(data["responses"])
+        scores = [float(row.sum()) for row in data["rm_scores"].unbind()]
+        advantages = [float(a.float().sum() / m.float().sum().clamp(min=1)) for a, m in zip(data["advantages"].unbind(), data["response_mask"].unbind())]
+        infos = [extra["reward_extra_info"] for extra in extras]
+        per_sample = {
+            "key": list(batch.keys),
+            "uid": uids,
+            "role": [extra[EXTRA_ROLE] for extra in extras],
+            "advantage_mean": advantages,
+            "is_padding": [bool(tag.get("is_padding", False)) for tag in batch.tags],
+            **{name: [float(info[name]) for info in infos] for name in ("rec/reward", "user/reward", "hit")},
+        }
+        self._dump_generations(inputs=inputs, outputs=outputs, gts=[None] * len(inputs), scores=scores,
+                               reward_extra_infos_dict=per_sample, dump_path=rollout_data_dir)
 
     # ------------------------------------------------------------------ memory
     def _remember(self, extras) -> None:

@@ -45,12 +45,3 @@ def teacher_prompt_ids(
 ) -> list[int]:
     """Token ids of the teacher's prompt; ``render`` turns chat messages into the generation prompt."""
     return list(render(with_teacher_context(messages, context, position)))
-
-
-def response_positions(prompt_len: int, response_len: int) -> slice:
-    """Positions of a ``(prompt + response)`` sequence's logits that predict the response tokens.
-
-    Token ``t`` of the response is predicted at position ``prompt_len - 1 + t``, whatever the
-    prompt: this is why the teacher, with a longer prompt, still scores the same tokens.
-    """
-    return slice(prompt_len - 1, prompt_len - 1 + response_len)

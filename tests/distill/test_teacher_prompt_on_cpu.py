@@ -7,7 +7,8 @@ from hypothesis import given, settings, strategies as st
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from coars_verl.algo.advantage import token_delta
-from coars_verl.distill.teacher_prompt import response_positions, teacher_prompt_ids, with_teacher_context
+from coars_verl.distill.teacher_prompt import teacher_prompt_ids, with_teacher_context
+from coars_verl.teacher_records import teacher_record, teacher_tag
 
 MESSAGES = [{"role": "system", "content": "You are a recommender agent."}, {"role": "user", "content": "Candidates:\n1. Heat\n2. Fargo"}]
 
@@ -33,7 +34,8 @@ def _response_log_probs(model, prompt_ids, response_ids):
     """What verl's actor computes: one forward over prompt + response, read at the response positions."""
     with torch.no_grad():
         logits = model(torch.tensor([prompt_ids + response_ids])).logits[0].float()
-    lp = F.log_softmax(logits[response_positions(len(prompt_ids), len(response_ids))], dim=-1)
+    start = len(prompt_ids) - 1  # token t of the response is predicted at position len(prompt) - 1 + t
+    lp = F.log_softmax(logits[start : start + len(response_ids)], dim=-1)
     return lp.gather(-1, torch.tensor(response_ids).unsqueeze(-1)).squeeze(-1)
 
 
@@ -56,17 +58,30 @@ def test_with_an_empty_context_the_teacher_scores_every_token_exactly_like_the_s
     assert torch.equal(token_delta(teacher[None], student[None], mask, torch.tensor([True])), torch.zeros(1, len(response)))
 
 
-def test_a_context_changes_the_prompt_only_and_the_scored_tokens_stay_the_students(tiny_model_path):
+def test_a_teacher_record_is_the_teacher_prompt_then_the_students_own_response(tiny_model_path):
     tok = AutoTokenizer.from_pretrained(tiny_model_path)
     render = _render(tok)
     student_prompt = render(MESSAGES)
     teacher_prompt = teacher_prompt_ids(render, MESSAGES, "The user accepted Fargo last time.", "system")
     assert len(teacher_prompt) > len(student_prompt)
-    assert teacher_prompt[-3:] == student_prompt[-3:]  # both end with the same generation prompt
     response = tok.encode("Item: Fargo<|im_end|>", add_special_tokens=False)
-    teacher_seq = teacher_prompt + response
-    scored = teacher_seq[response_positions(len(teacher_prompt), len(response)).start + 1 :]
-    assert scored == response  # the positions read predict exactly the response tokens
+    ids = torch.tensor(student_prompt + response)
+    stored = {"prompts": torch.tensor(student_prompt), "responses": torch.tensor(response), "input_ids": ids,
+              "attention_mask": torch.ones_like(ids), "position_ids": torch.arange(len(ids)),
+              "response_mask": torch.ones(len(response), dtype=torch.int64), "uid": "p"}
+    record = teacher_record(stored, teacher_prompt)
+    assert record["input_ids"].tolist() == teacher_prompt + response
+    assert record["prompts"].tolist() == teacher_prompt
+    assert record["position_ids"].tolist() == list(range(len(teacher_prompt) + len(response)))
+    assert record["attention_mask"].tolist() == [1] * (len(teacher_prompt) + len(response))
+    assert torch.equal(record["responses"], stored["responses"]) and record["responses"] is not stored["responses"]
+    assert torch.equal(record["response_mask"], stored["response_mask"]) and record["uid"] == "p"
+    assert stored["input_ids"].tolist() == student_prompt + response  # the student's sample is untouched
+    tag = teacher_tag({"uid": "p", "prompt_len": len(student_prompt), "is_padding": True}, record)
+    assert tag == {"uid": "p", "prompt_len": len(teacher_prompt), "seq_len": len(teacher_prompt) + len(response), "is_padding": False}
+    # with an empty context the teacher record is the student's sample
+    same = teacher_record(stored, teacher_prompt_ids(render, MESSAGES, "", "system"))
+    assert all(torch.equal(same[k], stored[k]) for k in ("prompts", "input_ids", "position_ids", "attention_mask"))
 
 
 def test_a_context_that_makes_the_answer_certain_gives_its_tokens_positive_delta(smollm2_path):

@@ -1,0 +1,87 @@
+"""Teacher prompts for a whole training batch (stdlib only; no verl, no torch).
+
+For every real sample, the first available teacher context (memory, sibling, hindsight or
+target: :func:`coars_verl.distill.contexts.build_teacher_context`) is put into the sample's own
+prompt messages and rendered to token ids. Siblings are the other samples of the same
+``(prompt uid, role)`` group, compared by their own role's reward.
+
+A sample whose stored prompt is not the rendering of its messages gets no teacher: the teacher
+must score exactly the tokens the student wrote after exactly the prompt it saw, and a prompt
+that the renderer does not reproduce cannot be aligned safely.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from typing import Any, Callable, Hashable, Mapping, Sequence
+
+from coars_verl.distill.contexts import build_teacher_context
+from coars_verl.distill.teacher_prompt import teacher_prompt_ids
+
+Render = Callable[[list[dict[str, str]]], list[int]]
+
+
+@dataclass
+class BatchTeacherPrompts:
+    prompts: dict[int, list[int]] = field(default_factory=dict)
+    """Sample index -> token ids of its teacher prompt (only samples that have a context)."""
+    sources: dict[int, str] = field(default_factory=dict)
+    """Sample index -> the context source used."""
+    mismatched: int = 0
+    """Samples skipped because their stored prompt is not the rendering of their messages."""
+
+    def source_counts(self) -> Counter:
+        return Counter(self.sources.values())
+
+
+def role_groups(uids: Sequence[Hashable], roles: Sequence[str], real: Sequence[bool]) -> dict[tuple, list[int]]:
+    """Indices of the real (non-padding) samples per ``(prompt uid, role)``, in batch order: the
+    estimator's groups, so a recommender's siblings are never the user agent's samples."""
+    groups: dict[tuple, list[int]] = defaultdict(list)
+    for i, (uid, role, is_real) in enumerate(zip(uids, roles, real)):
+        if is_real:
+            groups[(uid, role)].append(i)
+    return dict(groups)
+
+
+def batch_teacher_prompts(
+    uids: Sequence[Hashable],
+    roles: Sequence[str],
+    summaries: Sequence[Mapping[str, Any]],
+    role_scores: Sequence[float],
+    prompt_messages: Sequence[Sequence[Mapping[str, str]]],
+    student_prompts: Sequence[Sequence[int]],
+    real: Sequence[bool],
+    render: Render,
+    cfg: Any,
+    memory: Any = None,
+    step: int | None = None,
+) -> BatchTeacherPrompts:
+    """Teacher prompt ids for the samples of a batch that have a teacher context.
+
+    Args:
+        uids, roles, summaries, role_scores, prompt_messages, student_prompts, real: one entry per
+            sample (B): prompt uid, role, dialogue summary, the sample's own-role reward, the chat
+            messages it was prompted with, the token ids of that prompt, False for verl's padding.
+        render: chat messages -> generation-prompt token ids (the tokenizer's chat template).
+        cfg: a ``SelfDistillConfig`` (sources, memory_k, context_max_chars, context_position).
+        memory, step: the dialogue memory and the current step (memory source).
+    """
+    out = BatchTeacherPrompts()
+    for members in role_groups(uids, roles, real).values():
+        group = [(summaries[j], role_scores[j]) for j in members]
+        for position, i in enumerate(members):
+            text, source = build_teacher_context(
+                roles[i], summaries[i], cfg.sources, memory=memory, group=group, self_index=position,
+                step=step, memory_k=cfg.memory_k, max_chars=cfg.context_max_chars,
+            )
+            if not text:
+                continue
+            messages = prompt_messages[i]
+            if list(render(list(messages))) != list(student_prompts[i]):
+                out.mismatched += 1
+                continue
+            out.prompts[i] = teacher_prompt_ids(render, messages, text, cfg.context_position)
+            out.sources[i] = source
+    return out

@@ -1,0 +1,36 @@
+"""The teacher pass's input records for verl's log-prob workers (the only verl-shaped part of it).
+
+A teacher record is the student's stored sample with the prompt replaced by the teacher prompt:
+``input_ids = teacher prompt + the student's own response``, so verl's ``compute_log_prob``
+returns log-probs of exactly the tokens the student wrote, after the context-enriched prompt.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping, Sequence
+
+import torch
+from verl.trainer.ppo.padding_utils import build_padding_position_ids
+
+
+def teacher_record(sample: Mapping[str, Any], teacher_prompt: Sequence[int]) -> dict[str, Any]:
+    """A copy of one stored sample (verl's per-sample fields: ``responses``, ``position_ids``, ...)
+    whose prompt is ``teacher_prompt``; the response tokens and every other field are kept."""
+    record = {k: (v.clone() if isinstance(v, torch.Tensor) else v) for k, v in sample.items()}
+    prompt_ids = torch.tensor(list(teacher_prompt), dtype=torch.int64)
+    input_ids = torch.cat([prompt_ids, record["responses"]])
+    attention_mask = torch.ones_like(input_ids)
+    record.update(
+        prompts=prompt_ids,
+        input_ids=input_ids,
+        attention_mask=attention_mask,
+        position_ids=build_padding_position_ids(record.get("position_ids"), attention_mask),
+    )
+    return record
+
+
+def teacher_tag(tag: Mapping[str, Any], record: Mapping[str, Any]) -> dict[str, Any]:
+    """The sample's TransferQueue tag with the lengths of its teacher record (used to balance the
+    teacher pass across data-parallel ranks)."""
+    prompt_len, response_len = int(record["prompts"].numel()), int(record["responses"].numel())
+    return {**tag, "prompt_len": prompt_len, "seq_len": prompt_len + response_len, "is_padding": False}
