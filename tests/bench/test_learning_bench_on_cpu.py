@@ -72,8 +72,14 @@ def test_curve_point_reads_the_evaluation_results():
     }
 
 
-def test_every_variant_is_an_ablation_recipe():
+def test_every_variant_is_an_ablation_recipe_or_a_valid_reward_setting():
+    from coars_verl.rewards.interaction import RewardConfig
+
     for variant, overrides in learning.VARIANTS.items():
         for override in overrides:
-            name = override.removeprefix("+ablation=")
-            assert (learning.RECIPES_DIR / "ablation" / f"{name}.yaml").is_file(), variant
+            if override.startswith("+ablation="):
+                assert (learning.RECIPES_DIR / "ablation" / f"{override.removeprefix('+ablation=')}.yaml").is_file(), variant
+            else:
+                key, value = override.removeprefix("coars.reward.").split("=")
+                assert override.startswith("coars.reward."), variant
+                assert RewardConfig.from_mapping({key: float(value)}) != RewardConfig(), variant

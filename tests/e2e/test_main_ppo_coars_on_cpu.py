@@ -2,7 +2,9 @@
 self-distillation on (the recipe's default), then resumes from the step-2 checkpoint."""
 
 import json
+from collections import defaultdict
 
+import numpy as np
 import pytest
 
 from helpers import run_main_ppo
@@ -22,7 +24,7 @@ def runs(tmp_path_factory, primed_model_path, movielens_dir):
     work = tmp_path_factory.mktemp("coars")
     checkpoints = work / "checkpoints"
     common = _overrides(primed_model_path, movielens_dir, checkpoints)
-    first = run_main_ppo("cpu_coars_tiny", common + ["trainer.save_freq=2"], work / "first")
+    first = run_main_ppo("cpu_coars_tiny", common + ["trainer.save_freq=2", f"trainer.rollout_data_dir={work / 'rollouts'}"], work / "first")
     assert first.returncode == 0, first.log_tail()
     resumed = run_main_ppo("cpu_coars_tiny", common + ["trainer.resume_mode=auto", "trainer.total_training_steps=3"], work / "resumed")
     assert resumed.returncode == 0, resumed.log_tail()
@@ -83,3 +85,34 @@ def test_the_dialogue_memory_is_saved_and_restored_on_resume(runs):
     saved = json.loads((checkpoints / "global_step_2" / "coars_memory.json").read_text())
     assert saved and resumed.metrics[0]["coars/sd/memory_records"] > 0
     assert resumed.metrics[0]["coars/sd/memory_records"] > first.metrics[1]["coars/sd/memory_records"]  # step 2's dialogues too
+
+
+def test_each_sample_was_trained_on_its_own_roles_reward_and_advantage(runs):
+    """Read back after the write-back (``trainer.rollout_data_dir``): each sample's reward is its own
+    role's, its prompt is its role's, and the sign of its advantage is that of GRPO over its own
+    (prompt, role) group computed here by hand (rlsd reshapes tokens but keeps the sign)."""
+    rollouts = runs[2].parent / "rollouts"
+    rows = [json.loads(line) for step in (1, 2) for line in (rollouts / f"{step}.jsonl").read_text().splitlines()]
+    real = [row for row in rows if not row["is_padding"]]
+    assert len(real) == 2 * 16 and {row["role"] for row in real} == {"recommender", "user"}
+    groups = defaultdict(list)
+    for row in real:
+        own = "rec/reward" if row["role"] == "recommender" else "user/reward"
+        assert row["score"] == pytest.approx(row[own], abs=1e-6), row
+        assert ("You are a recommender agent" in row["input"]) == (row["role"] == "recommender"), row["input"][:200]
+        groups[(row["step"], row["uid"], row["role"])].append(row)
+    assert any(row["rec/reward"] != row["user/reward"] for row in real)  # the roles' rewards differ somewhere
+    signs_checked = 0
+    for members in groups.values():
+        scores = np.array([m["score"] for m in members])
+        if len(members) == 1:
+            expected = scores / (1 + 1e-6)
+        else:
+            expected = (scores - scores.mean()) / (scores.std(ddof=1) + 1e-6)
+        for member, outcome in zip(members, expected):
+            if abs(outcome) < 1e-6:
+                assert member["advantage_mean"] == pytest.approx(0.0, abs=1e-6)
+            else:
+                assert np.sign(member["advantage_mean"]) == np.sign(outcome), (member, outcome)
+                signs_checked += 1
+    assert signs_checked > 0
