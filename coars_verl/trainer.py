@@ -281,6 +281,7 @@ class CoarsPPOTrainer(PPOTrainerSync):
             "uid": uids,
             "role": [extra[EXTRA_ROLE] for extra in extras],
             "advantage_mean": advantages,
+            "response_tokens": [int(m.sum()) for m in data["response_mask"].unbind()],
             "is_padding": [bool(tag.get("is_padding", False)) for tag in batch.tags],
             **{name: [float(info[name]) for info in infos] for name in ("rec/reward", "user/reward", "hit")},
         }
