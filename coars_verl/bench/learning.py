@@ -82,6 +82,8 @@ class Preset:
     cold_start_steps: int = 500
     cold_start_lr: float = 2e-3
     logged_hit_rate: float = 0.3
+    logged_valid_mistake_rate: float = 0.0
+    """Share of the cold start's logged mistakes that are candidates the user rejects (0: all repeats)."""
     prompts_per_step: int = 8
     samples_per_prompt: int = 8
     prompts_per_update: int = 4
@@ -96,6 +98,8 @@ PRESETS = {
     "demo": Preset(steps=10, eval_every=10),
     "quick": Preset(steps=30, eval_every=10),
     "full": Preset(steps=80, eval_every=10),
+    # the user agent's question: a cold start whose logged mistakes reach the user (it learns to say no)
+    "quick_rejections": Preset(steps=30, eval_every=10, logged_valid_mistake_rate=0.7),
 }
 
 
@@ -115,7 +119,8 @@ def build_start_model(preset: Preset, data: Path, out: Path) -> Path:
     from coars_verl.models.cold_start import build_cold_start_model_result
 
     result = build_cold_start_model_result(out, data, prompts=load_prompt_overrides(PROMPTS_FILE), steps=preset.cold_start_steps,
-                                           lr=preset.cold_start_lr, logged_hit_rate=preset.logged_hit_rate, max_turns=preset.max_turns)
+                                           lr=preset.cold_start_lr, logged_hit_rate=preset.logged_hit_rate,
+                                           logged_valid_mistake_rate=preset.logged_valid_mistake_rate, max_turns=preset.max_turns)
     print(f"start model: {result.path} ({result.summary()})", flush=True)
     return result.path
 

@@ -481,3 +481,43 @@ def main_learning_task(argv: Sequence[str] | None = None) -> int:
         print(format_summary(stats, args.out))
         print(f"done in {time.perf_counter() - t0:.1f} s")
     return 0
+
+
+def llara_parser() -> argparse.ArgumentParser:
+    """The folder options, then one option per field of :class:`LlaraImportConfig` (generated)."""
+    from dataclasses import fields
+
+    from coars_verl.datasets.llara import LlaraImportConfig
+
+    parser = argparse.ArgumentParser(
+        prog="data_prep/llara.py",
+        description="Import a LLaRA/AFL benchmark folder as it ships (their splits, their candidate draw).",
+    )
+    parser.add_argument("--raw-dir", required=True, help="folder with train_data.df, Val_data.df, Test_data.df, id2name.txt or u.item")
+    parser.add_argument("--out", required=True, help="output folder (must not exist or be empty)")
+    parser.add_argument("--user-sim", help="AFL's user-simulation users (lastfm_ab/test_llara.pkl); without it no user-simulation set")
+    parser.add_argument("--name", help="dataset name (default: <folder name>_llara)")
+    parser.add_argument("--quiet", action="store_true")
+    for field in fields(LlaraImportConfig):
+        parser.add_argument(f"--{field.name.replace('_', '-')}", type=_nonneg_int, default=field.default, help=f"default {field.default}")
+    return parser
+
+
+def main_llara(argv: Sequence[str] | None = None) -> int:
+    from dataclasses import fields
+
+    from coars_verl.datasets.llara import LlaraImportConfig, import_llara
+    from coars_verl.datasets.pipeline import write_outputs
+
+    args = llara_parser().parse_args(argv)
+    t0 = time.perf_counter()
+    try:
+        config = LlaraImportConfig(**{field.name: getattr(args, field.name) for field in fields(LlaraImportConfig)})
+        stats = write_outputs(import_llara(args.raw_dir, config, user_sim_file=args.user_sim, name=args.name), args.out, quiet=args.quiet)
+    except (ValueError, FileExistsError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if not args.quiet:
+        print(format_summary(stats, args.out))
+        print(f"done in {time.perf_counter() - t0:.1f} s")
+    return 0

@@ -104,46 +104,57 @@ def run_baselines(
     max_users: Optional[int] = None,
     seed: int = 0,
     p_yes: float = 0.5,
+    tasks: Sequence[str] = data_mod.TASKS,
 ) -> list[dict[str, Any]]:
-    """Compute the three baseline results (and write them to ``out_dir`` when given)."""
+    """Compute the baseline results (and write them to ``out_dir`` when given).
+
+    ``tasks`` picks what is scored, so a folder without ``user_sim_<split>.parquet`` (or without
+    ``<split>.parquet`` and ``items.parquet``) still gets the other half; popularity needs the dialogues.
+    """
     if not 0.0 <= p_yes <= 1.0:
         raise ValueError("p_yes must be in [0, 1]")
-    rows = data_mod.load_dialogue_rows(data_dir, split, max_samples, one_per_user)
-    users = data_mod.load_user_sim_rows(data_dir, split, max_users)
-    train = data_mod.load_train_interactions(data_dir)
-    files = {
-        path.name: data_mod.file_sha256(path)
-        for path in (data_mod.dialogue_file(data_dir, split), data_mod.user_sim_file(data_dir, split), data_mod.items_file(data_dir))
-    }
+    unknown = sorted(set(tasks) - set(data_mod.TASKS))
+    if unknown or not tasks:
+        raise ValueError(f"tasks: expected some of {list(data_mod.TASKS)}, got {list(tasks)}")
+    dialogues, user_sim = data_mod.TASK_DIALOGUE in tasks, data_mod.TASK_USER_SIM in tasks
+    rows = data_mod.load_dialogue_rows(data_dir, split, max_samples, one_per_user) if dialogues else []
+    users = data_mod.load_user_sim_rows(data_dir, split, max_users) if user_sim else []
+    train = data_mod.load_train_interactions(data_dir) if dialogues else {}
+    read = ([data_mod.dialogue_file(data_dir, split), data_mod.items_file(data_dir)] if dialogues else []) + (
+        [data_mod.user_sim_file(data_dir, split)] if user_sim else [])
+    files = {path.name: data_mod.file_sha256(path) for path in read}
     data = {"dir": str(Path(data_dir).resolve()), "split": split, "files": files}
-    config = {"max_samples": max_samples, "one_per_user": one_per_user, "max_users": max_users, "split": split}
+    config = {"max_samples": max_samples, "one_per_user": one_per_user, "max_users": max_users, "split": split, "tasks": list(tasks)}
     counts = {"dialogues_selected": len(rows), "dialogues_done": len(rows), "users_selected": len(users), "users_done": len(users)}
     # separate streams: the simulated user-sim answers do not depend on the number of dialogue samples
     rec_rng, sim_rng = (np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(2))
-    simulated_rec = random_recommendation_metrics(rows, rec_rng)
-    simulated_sim = random_user_sim_metrics(users, sim_rng, p_yes)
+    simulated_rec = random_recommendation_metrics(rows, rec_rng) if dialogues else None
+    simulated_sim = random_user_sim_metrics(users, sim_rng, p_yes) if user_sim else None
     results = [
         make_result(
             label="random (expected)", kind="baseline", complete=True, model=None, data=data,
             config={**config, "baseline": "random", "p_yes": p_yes, "exact_expectation": True}, counts=counts,
-            recommendation=expected_random_recommendation(rows),
-            user_sim=expected_random_user_sim([row.labels for row in users], p_yes),
+            recommendation=expected_random_recommendation(rows) if dialogues else None,
+            user_sim=expected_random_user_sim([row.labels for row in users], p_yes) if user_sim else None,
         ),
         make_result(
             label=f"random (seed {seed})", kind="baseline", complete=True, model=None, data=data,
             config={**config, "baseline": "random", "p_yes": p_yes, "seed": seed}, counts=counts,
             recommendation=simulated_rec, user_sim=simulated_sim,
         ),
-        make_result(
+    ]
+    stems = ["random_expected", f"random_seed{seed}"]
+    if dialogues:
+        results.append(make_result(
             label="popularity", kind="baseline", complete=True, model=None, data=data,
             config={**config, "baseline": "popularity", "popularity": "items.parquet train_interactions, ties: smallest item id"},
             counts={"dialogues_selected": len(rows), "dialogues_done": len(rows)},
             recommendation=popularity_metrics(rows, train), user_sim=None,
-        ),
-    ]
+        ))
+        stems.append("popularity")
     if out_dir is not None:
         out = Path(out_dir)
-        for result, stem in zip(results, ("random_expected", f"random_seed{seed}", "popularity")):
+        for result, stem in zip(results, stems):
             write_json_atomic(out / f"{stem}.json", result)
             write_text_atomic(out / f"{stem}.md", markdown_single(result))
     return results
@@ -159,11 +170,17 @@ def main(argv: Optional[list[str]] = None) -> int:
     p.add_argument("--max-users", type=int, default=None)
     p.add_argument("--seed", type=int, default=0, help="seed of the simulated random baseline")
     p.add_argument("--p-yes", type=float, default=0.5, help="probability that the random user agent says yes")
+    p.add_argument("--tasks", nargs="+", choices=data_mod.TASKS, default=list(data_mod.TASKS),
+                   help="dialogue: random and popularity recommendation; user_sim: the random user agent")
     args = p.parse_args(argv)
-    results = run_baselines(
-        args.data, args.out, split=args.split, max_samples=args.max_samples, one_per_user=args.one_per_user,
-        max_users=args.max_users, seed=args.seed, p_yes=args.p_yes,
-    )
+    try:
+        results = run_baselines(
+            args.data, args.out, split=args.split, max_samples=args.max_samples, one_per_user=args.one_per_user,
+            max_users=args.max_users, seed=args.seed, p_yes=args.p_yes, tasks=args.tasks,
+        )
+    except FileNotFoundError as exc:
+        print(f"error: {exc}; score only what the folder has with --tasks dialogue or --tasks user_sim", file=sys.stderr)
+        return 2
     print(markdown_table(results))
     print(f"written to {args.out}")
     return 0

@@ -5,7 +5,8 @@ method is scored on the same samples:
 
 * dialogue samples: the rows of ``<split>.parquet`` in file order; ``one_per_user`` keeps each
   user's last window (the row with the highest ``index``: data_prep writes a user's windows in
-  time order), LLaRA style; then ``max_samples`` keeps the first N;
+  time order), LLaRA style; samples without a user id are all kept, with a warning (they cannot
+  be grouped); then ``max_samples`` keeps the first N;
 * user-simulation users: the rows of ``user_sim_<split>.parquet`` in file order, the first
   ``max_users`` of them.
 
@@ -16,6 +17,7 @@ the sample in the per-sample results, so a resumed run knows what is done.
 from __future__ import annotations
 
 import hashlib
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
@@ -46,6 +48,12 @@ class UserSimRow:
     item_titles: tuple[str, ...]
     item_ids: tuple[str, ...]
     labels: tuple[bool, ...]
+
+
+TASK_DIALOGUE = "dialogue"
+TASK_USER_SIM = "user_sim"
+TASKS = (TASK_DIALOGUE, TASK_USER_SIM)
+"""What an evaluation scores: recommendation dialogues, user-simulation judgments."""
 
 
 def dialogue_file(data_dir: str | Path, split: str) -> Path:
@@ -100,10 +108,22 @@ def load_dialogue_rows(
         index = int(index) if index is not None else position
         rows.append(DialogueRow(f"{row_split}/{index}", str(info.get(EI_USER_ID, "")), info))
     if one_per_user:
+        anonymous = sum(1 for row in rows if not row.user_id.strip())
+        if anonymous:
+            # a missing id is no user: grouping on it would keep one sample of all of them (LLaRA's
+            # files have no user ids), so those samples are all kept
+            warnings.warn(
+                f"{dialogue_file(data_dir, split)}: {anonymous} of {len(rows)} samples have no user_id; "
+                "--one-per-user keeps all of them (it cannot tell their users apart)",
+                stacklevel=2,
+            )
         last: dict[str, DialogueRow] = {}
         order: list[str] = []
-        for row in rows:
-            if row.user_id not in last:
+        for position, row in enumerate(rows):
+            if not row.user_id.strip():
+                order.append(f"\0anonymous/{position}")
+                last[order[-1]] = row
+            elif row.user_id not in last:
                 order.append(row.user_id)
                 last[row.user_id] = row
             elif _index_of(row) >= _index_of(last[row.user_id]):

@@ -24,9 +24,7 @@ from coars_verl.eval.report import make_result, markdown_single
 from coars_verl.eval.runner import ChatCodec, GenerationLimits, run_dialogues, run_user_sim
 from coars_verl.eval.store import ResultStore, write_json_atomic, write_text_atomic
 
-TASK_DIALOGUE = "dialogue"
-TASK_USER_SIM = "user_sim"
-TASKS = (TASK_DIALOGUE, TASK_USER_SIM)
+TASK_DIALOGUE, TASK_USER_SIM, TASKS = data_mod.TASK_DIALOGUE, data_mod.TASK_USER_SIM, data_mod.TASKS
 RESULTS_JSON = "results.json"
 RESULTS_MD = "results.md"
 DEFAULT_BATCH_SIZE = {"hf": 8, "vllm": 256}

@@ -9,7 +9,8 @@ are dialogues played by a scripted policy with the real dialogue code and role p
 * the recommender first says which genre and noun it thinks the user likes, then names the item.
   It imitates a biased logged policy: with probability ``logged_hit_rate`` it names the target,
   otherwise it recommends the user's most recent item again (repeat bias; never a valid
-  candidate, so the turn is lost and the policy tries again, with the same odds);
+  candidate, so the turn is lost and the policy tries again, with the same odds), or, with
+  ``logged_valid_mistake_rate``, a candidate sharing one half with the target (which the user rejects);
 * the user agent says yes exactly to the target; its reason names what it likes (on a no: the
   preferred genre or noun of the half of the item that was wrong), so its feedback helps the
   recommender's next turn.
@@ -50,6 +51,7 @@ DEFAULTS: dict[str, Any] = {
     "lr": 2e-3,
     "seed": 0,
     "logged_hit_rate": 0.3,
+    "logged_valid_mistake_rate": 0.0,
     "max_turns": 3,
 }
 SIM_NEGATIVES = 3
@@ -77,9 +79,13 @@ def logged_bias_item(history_titles) -> str:
     return list(history_titles)[-1]
 
 
-def demonstrations(extra_infos, config, logged_hit_rate: float, seed: int) -> list[Example]:
+def demonstrations(extra_infos, config, logged_hit_rate: float, seed: int, valid_mistake_rate: float = 0.0) -> list[Example]:
     """(messages, answer) pairs: one scripted dialogue per row, and two user-simulation questions
-    (the target and a candidate sharing one of its halves) in the evaluation's format."""
+    (the target and a candidate sharing one of its halves) in the evaluation's format.
+
+    ``valid_mistake_rate``: the share of the logged policy's mistakes that name a candidate sharing
+    one half with the target (not yet recommended in the dialogue) instead of the repeat, so that
+    the user agent's demonstrations include rejections inside dialogues."""
     from coars_verl.dialogue.state import Dialogue
     from coars_verl.eval.runner import user_sim_question
 
@@ -89,20 +95,24 @@ def demonstrations(extra_infos, config, logged_hit_rate: float, seed: int) -> li
         dialogue = Dialogue.from_extra_info(extra_info, config)
         sample = dialogue.sample
         target, biased = sample.target_title, logged_bias_item(sample.history_titles)
+        genre, noun = target.split(" ", 1)
+        near = [t for t in sample.candidate_titles if t != target and (t.startswith(genre + " ") or t.endswith(" " + noun))]
         context: dict[str, list[dict[str, str]]] = {}
         while not dialogue.done:
             role = dialogue.next_role()
             seen = context.setdefault(role, [])
             seen.extend(dialogue.pending_messages(role))
             if role == ROLE_RECOMMENDER:
-                answer = recommender_answer(target if rng.random() < logged_hit_rate else biased)
+                item = target if rng.random() < logged_hit_rate else biased
+                if item != target and valid_mistake_rate > 0 and rng.random() < valid_mistake_rate:
+                    tried = {turn.rec_item_title for turn in dialogue.transcript.turns}
+                    item = rng.choice([t for t in near if t not in tried] or [biased])
+                answer = recommender_answer(item)
             else:
                 answer = _user_answer(dialogue.transcript.turns[-1].rec_item_title, target)
             examples.append((list(seen), answer))
             seen.append({"role": "assistant", "content": answer})
             dialogue.submit(role, answer)
-        genre, noun = target.split(" ", 1)
-        near = [t for t in sample.candidate_titles if t != target and (t.startswith(genre + " ") or t.endswith(" " + noun))]
         judged = [target] + rng.sample(near, min(SIM_NEGATIVES, len(near)))
         shown = rng.sample(judged, len(judged))
         for item in judged[:2]:
@@ -130,7 +140,7 @@ def _build_into(folder: Path, opts: Mapping[str, Any], data_dir: Path, prompts: 
     model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32)
     config = DialogueConfig(max_turns=opts["max_turns"], templates=PromptTemplates.from_overrides(prompts))
     extra_infos = pq.read_table(_train_file(data_dir), columns=["extra_info"]).column("extra_info").to_pylist()
-    examples = demonstrations(extra_infos, config, opts["logged_hit_rate"], opts["seed"])
+    examples = demonstrations(extra_infos, config, opts["logged_hit_rate"], opts["seed"], opts["logged_valid_mistake_rate"])
     rows = encode_examples(tokenizer, examples)
     loss = supervised_finetune(model, rows, steps=opts["steps"], batch_size=opts["batch_size"], lr=opts["lr"], seed=opts["seed"],
                                pad_token_id=tokenizer.pad_token_id, decay_to_zero=True)
@@ -148,8 +158,9 @@ def cold_start_options(**options: Any) -> dict[str, Any]:
     if unknown:
         raise TypeError(f"build_cold_start_model: unknown option(s) {unknown}; expected some of {sorted(DEFAULTS)}")
     opts = {**DEFAULTS, **{k: v for k, v in options.items() if v is not None}}
-    if not 0.0 <= float(opts["logged_hit_rate"]) <= 1.0:
-        raise ValueError(f"logged_hit_rate must be in [0, 1], got {opts['logged_hit_rate']}")
+    for name in ("logged_hit_rate", "logged_valid_mistake_rate"):
+        if not 0.0 <= float(opts[name]) <= 1.0:
+            raise ValueError(f"{name} must be in [0, 1], got {opts[name]}")
     return opts
 
 
