@@ -26,7 +26,7 @@ from coars_verl.datasets.loaders import (
     load_recbole,
 )
 from coars_verl.datasets.pipeline import format_summary, run_pipeline
-from coars_verl.datasets.protocol import ProtocolConfig
+from coars_verl.datasets.protocol import NEGATIVE_SAMPLINGS, ProtocolConfig
 
 __all__ = [
     "main_movielens",
@@ -154,6 +154,13 @@ def add_common_arguments(p: argparse.ArgumentParser, default_core: int = 0) -> N
         default=default_core,
         help="k-core filter on users and items, 0 = off (default %(default)s)",
     )
+    pr.add_argument(
+        "--negatives",
+        choices=NEGATIVE_SAMPLINGS,
+        default=d.negatives,
+        help="candidate negatives: uniform over never-interacted items, or weighted by training interactions "
+        "(default %(default)s; stats.json info.popularity_check reports what the popularity baseline gets)",
+    )
 
 
 def add_recbole_arguments(p: argparse.ArgumentParser) -> None:
@@ -179,6 +186,7 @@ def protocol_from_args(args: argparse.Namespace) -> ProtocolConfig:
         sim_positives=args.sim_positives,
         sim_negative_ratio=args.sim_negative_ratio,
         core=args.core,
+        negatives=args.negatives,
     )
 
 

@@ -67,8 +67,12 @@ class DialogueMemory:
     def add(self, user_id: Any, record: Mapping[str, Any], step: int) -> None:
         """Store a copy of ``record`` (JSON-serialisable mapping) for ``user_id`` at training ``step``.
 
-        ``user_id`` is normalised with ``str``. The stored record gets a ``"step"`` key.
+        ``user_id`` is normalised with ``str``. The stored record gets a ``"step"`` key. A missing
+        (``None`` or blank) id stores nothing: samples without a user id (LLaRA's files) belong to
+        no user, and pooling them would show one person's dialogues as another's memory.
         """
+        if user_id is None or not str(user_id).strip():
+            return
         stored = json.loads(json.dumps(dict(record)))  # deep copy + proof of JSON-serialisability
         stored["step"] = int(step)
         uid = str(user_id)
@@ -90,6 +94,8 @@ class DialogueMemory:
         With ``before_step``, only records with ``step < before_step`` are eligible (use the current
         step so that dialogues of this very step never serve as memory). Unknown user -> ``[]``.
         """
+        if user_id is None or not str(user_id).strip():
+            return []
         records = self._users.get(str(user_id), [])
         if before_step is not None:
             records = [r for r in records if r["step"] < before_step]

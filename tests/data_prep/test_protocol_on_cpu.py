@@ -231,3 +231,32 @@ def test_protocol_config_validation():
         ProtocolConfig(split_ratios=(0, 0, 0))
     with pytest.raises(ValueError):
         ProtocolConfig(sim_negative_ratio=-1)
+
+
+def test_popularity_weighted_negatives_follow_the_weights_and_skip_the_users_items():
+    import numpy as np
+
+    from coars_verl.datasets.protocol import InteractionSet, sample_negatives
+
+    interacted = InteractionSet(np.array([0, 0]), np.array([0, 1]), n_users=1, n_items=6)
+    weights = np.array([100.0, 100.0, 0.0, 1.0, 1.0, 50.0])
+    draws = sample_negatives(np.random.default_rng(0), np.zeros(400, dtype=np.int64), 2, interacted, weights=weights)
+    values, counts = np.unique(draws, return_counts=True)
+    assert set(values) <= {3, 4, 5}  # never the user's items 0, 1; never the zero-weight item 2
+    assert dict(zip(values.tolist(), counts.tolist()))[5] >= 390  # weight 50 against 1 + 1: in nearly every row
+    with pytest.raises(ValueError, match="weights must be"):
+        sample_negatives(np.random.default_rng(0), np.zeros(1, dtype=np.int64), 1, interacted, weights=np.ones(3))
+
+
+def test_the_popularity_check_picks_as_the_baseline_does():
+    import numpy as np
+
+    from coars_verl.datasets.protocol import SplitSamples, popularity_check
+
+    counts = np.array([5, 9, 9, 1])
+    samples = SplitSamples(user=np.zeros(3, dtype=np.int64), target=np.array([1, 3, 0]), hist_offsets=np.zeros(4, dtype=np.int64),
+                           hist_items=np.zeros(0, dtype=np.int64), candidates=np.array([[2, 1], [3, 0], [0, 3]]))
+    check = popularity_check({"test": samples}, counts)["test"]
+    # row 0: items 1 and 2 tie at 9 -> the lower index (1), the target; row 1: item 0 (5) beats 3; row 2: item 0, the target
+    assert check["popularity_hit_at_1"] == pytest.approx(2 / 3)
+    assert check["target_train_count_median"] == 5.0 and check["negative_train_count_median"] == 5.0

@@ -104,6 +104,17 @@ def test_titles_win_over_numbers():
     assert rec("Item: 1917").item_index == 2
 
 
+def test_a_title_that_is_also_an_in_range_number_names_the_title():
+    # AFL's LastFM has artists titled "3", "112", "311": with numbered candidates "Item: 3" could be
+    # candidate 3 or the artist "3". The title wins (the answer names a candidate exactly); to use the
+    # number, write it with the title ("3. Coldplay").
+    artists = ["Muse", "Blur", "Coldplay", "3", "112"]
+    assert parse_recommendation("Item: 3", artists).item_index == 3
+    assert parse_recommendation("Item: 3. Coldplay", artists).item_index == 2
+    assert parse_recommendation("Item: 2", artists).item_index == 1
+    assert parse_recommendation("Item: 112", artists).item_index == 4
+
+
 def test_number_and_title_must_agree():
     answer = rec("Item: 1. Toy Story")
     assert answer.error is AnswerError.NUMBER_TITLE_MISMATCH

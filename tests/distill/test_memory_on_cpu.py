@@ -134,3 +134,13 @@ def test_invariants_and_determinism(ops, per_user, max_users):
     clone = DialogueMemory(max_per_user=per_user, max_users=max_users)
     clone.load_state_dict(json.loads(json.dumps(mem.state_dict())))
     assert clone.state_dict() == mem.state_dict()
+
+
+def test_samples_without_a_user_id_are_never_pooled():
+    mem = DialogueMemory()
+    for step, uid in enumerate(["", " ", None]):
+        mem.add(uid, {"n": step}, step=step)
+    assert mem.num_records() == 0
+    assert mem.select("", k=5) == [] and mem.select(None, k=5) == []
+    mem.add("u", {"n": 9}, step=1)
+    assert mem.select("u", k=5) == [{"n": 9, "step": 1}]
