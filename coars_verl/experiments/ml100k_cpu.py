@@ -26,7 +26,7 @@ from pathlib import Path
 from coars_verl.cpu.launch import RECIPES_DIR, run_main_ppo
 from coars_verl.demo import prepare_movielens
 
-ABLATIONS = ("outcome_only", "no_self_distill", "teacher_memory", "teacher_sibling", "teacher_hindsight", "teacher_target", "teacher_reference")
+ABLATIONS = ("outcome_only", "no_self_distill", "no_coupling", "teacher_memory", "teacher_sibling", "teacher_hindsight", "teacher_target", "teacher_reference")
 RECIPES_ABLATIONS = frozenset(path.stem for path in (RECIPES_DIR / "ablation").glob("*.yaml"))
 
 
