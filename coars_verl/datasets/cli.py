@@ -15,6 +15,7 @@ from typing import Callable, Sequence
 from coars_verl.datasets.download import DownloadError, download
 from coars_verl.datasets.errors import DataFormatError
 from coars_verl.datasets.loaders import (
+    LASTFM_ITEM_POOLS,
     LASTFM_UNTAGGED_CHOICES,
     LoadedDataset,
     load_amazon2018,
@@ -327,6 +328,12 @@ def lastfm_parser() -> argparse.ArgumentParser:
         help="where artists the user listened to but never tagged go in the time order: after the "
         "tagged ones (default), before them, or out of the sequence (drop); see the README",
     )
+    p.add_argument(
+        "--item-pool",
+        choices=LASTFM_ITEM_POOLS,
+        default="all",
+        help="all artists of user_artists.dat (default), or only artists some user tagged (a smaller, LLaRA-like pool)",
+    )
     add_common_arguments(p)
     add_recbole_arguments(p)
     return p
@@ -352,7 +359,7 @@ def main_lastfm(argv: Sequence[str] | None = None) -> int:
                 title_field=args.title_field,
                 encoding=_enc(args, "utf-8"),
             )
-        return load_lastfm(args.raw_dir, untagged=args.untagged, encoding=_enc(args, "utf-8"))
+        return load_lastfm(args.raw_dir, untagged=args.untagged, encoding=_enc(args, "utf-8"), item_pool=args.item_pool)
 
     def key() -> str:
         if args.format == "recbole":

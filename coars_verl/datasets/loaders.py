@@ -48,6 +48,7 @@ __all__ = [
 ]
 
 LASTFM_UNTAGGED_CHOICES = ("after", "before", "drop")
+LASTFM_ITEM_POOLS = ("all", "tagged")
 
 
 @dataclass
@@ -241,7 +242,7 @@ _BEFORE = -1.0e18
 _AFTER = 1.0e18
 
 
-def load_lastfm(raw_dir: str | os.PathLike, untagged: str = "after", encoding: str = "utf-8") -> LoadedDataset:
+def load_lastfm(raw_dir: str | os.PathLike, untagged: str = "after", encoding: str = "utf-8", item_pool: str = "all") -> LoadedDataset:
     """hetrec2011-lastfm-2k.
 
     Interactions are the user-artist pairs of ``user_artists.dat`` (play counts carry no time).
@@ -252,10 +253,14 @@ def load_lastfm(raw_dir: str | os.PathLike, untagged: str = "after", encoding: s
     by descending play count then artist id, or with ``drop`` kept out of the sequence (still
     never used as that user's negatives; counted as ``lastfm_untagged_pairs_out_of_sequence``).
     Tag assignments on artists the user has no play count for are not interactions; they are
-    counted in info only.
+    counted in info only. ``item_pool="tagged"`` keeps only artists that some user tagged (a
+    smaller, LLaRA-like pool: their LastFM has 4,606 artists); interactions with the others are
+    dropped (``lastfm_interactions_on_never_tagged_artists``).
     """
     if untagged not in LASTFM_UNTAGGED_CHOICES:
         raise ValueError(f"untagged must be one of {LASTFM_UNTAGGED_CHOICES}, got {untagged!r}")
+    if item_pool not in LASTFM_ITEM_POOLS:
+        raise ValueError(f"item_pool must be one of {LASTFM_ITEM_POOLS}, got {item_pool!r}")
     drops = DropCounter()
     ua_p = find_file(raw_dir, ["user_artists.dat"], "LastFM user-artist play counts (user_artists.dat)")
     ar_p = find_file(raw_dir, ["artists.dat"], "LastFM artists (artists.dat)")
@@ -282,7 +287,7 @@ def load_lastfm(raw_dir: str | os.PathLike, untagged: str = "after", encoding: s
         drops=drops,
     )
     files = [ua_p.name, ar_p.name]
-    info: dict[str, Any] = {"untagged": untagged}
+    info: dict[str, Any] = {"untagged": untagged, "item_pool": item_pool}
     tag_p = None
     for names, kind in ((["user_taggedartists-timestamps.dat"], "timestamps"), (["user_taggedartists.dat"], "dates")):
         try:
@@ -343,6 +348,10 @@ def load_lastfm(raw_dir: str | os.PathLike, untagged: str = "after", encoding: s
         .groupby(["userID", "artistID"], sort=False)["t"]
         .min()
     )
+    if item_pool == "tagged":
+        on_tagged = ua["artistID"].isin(pd.unique(tg["artistID"])).to_numpy()
+        drops.add("lastfm_interactions_on_never_tagged_artists", int((~on_tagged).sum()))
+        ua = ua[on_tagged]
     merged = ua.merge(first_tag.rename("t").reset_index(), on=["userID", "artistID"], how="left", sort=False)
     tagged = merged["t"].notna().to_numpy()
     n_tag_pairs = int(len(first_tag))

@@ -197,3 +197,16 @@ def test_the_default_negatives_keep_the_popularity_baseline_near_afls(lastfm_out
         assert check["negative_train_count_median"] >= 0.4 * check["target_train_count_median"], check
         measured = {r["label"]: r for r in run_baselines(out, None, tasks=["dialogue"])}["popularity"]
         assert measured["metrics"]["recommendation"]["hit_at_1"] == pytest.approx(check["popularity_hit_at_1"])
+
+
+def test_the_tagged_item_pool_keeps_only_artists_someone_tagged(lastfm_dir):
+    from coars_verl.datasets.loaders import load_lastfm
+
+    tagged_artists = set(pd.read_csv(lastfm_dir / "user_taggedartists.dat", sep="\t")["artistID"])
+    full = load_lastfm(lastfm_dir)
+    pool = load_lastfm(lastfm_dir, item_pool="tagged")
+    kept = set(pool.interactions["item_id"].astype(int))
+    assert kept <= tagged_artists and len(kept) < len(set(full.interactions["item_id"].astype(int)))
+    assert pool.drops.get("lastfm_interactions_on_never_tagged_artists") == len(full.interactions) - len(pool.interactions) > 0
+    with pytest.raises(ValueError, match="item_pool"):
+        load_lastfm(lastfm_dir, item_pool="popular")
