@@ -13,6 +13,16 @@ import torch
 from verl.trainer.ppo.padding_utils import build_padding_position_ids
 
 
+def generation_prompt_ids(tokenizer, messages, chat_template_kwargs: Mapping[str, Any] | None = None) -> list[int]:
+    """Token ids of ``messages`` rendered as a generation prompt, with the same chat-template
+    arguments (``data.apply_chat_template_kwargs``, e.g. ``enable_thinking``) that verl's agent
+    loop renders the student's prompt with; without them the two renderings differ and no sample
+    gets a teacher."""
+    ids = tokenizer.apply_chat_template(list(messages), add_generation_prompt=True, tokenize=True, return_dict=False,
+                                        **dict(chat_template_kwargs or {}))
+    return list(ids)
+
+
 def teacher_record(sample: Mapping[str, Any], teacher_prompt: Sequence[int]) -> dict[str, Any]:
     """A copy of one stored sample (verl's per-sample fields: ``responses``, ``position_ids``, ...)
     whose prompt is ``teacher_prompt``; the response tokens and every other field are kept."""

@@ -52,13 +52,15 @@ from coars_verl.distill.batch_contexts import batch_teacher_prompts
 from coars_verl.distill.memory import DialogueMemory, compact_record
 from coars_verl.estimator import self_distill_config
 from coars_verl.reward_manager import REWARD_SECONDS_KEY
-from coars_verl.teacher_records import teacher_record, teacher_tag
+from coars_verl.teacher_records import generation_prompt_ids, teacher_record, teacher_tag
 
 logger = logging.getLogger(__name__)
 
 _FETCHED = ["uid", "response_mask", "rm_scores", "rollout_log_probs", "old_log_probs", "ref_log_prob", "values", "extra_fields"]
 MEMORY_FILE = "coars_memory.json"
 TEACHER_KEY_PREFIX = "coarsteacher"
+MISMATCH_WARN_SHARE = 0.05
+"""Above this share of samples without an aligned teacher prompt, each step warns."""
 
 
 def nested_fields(tensors: dict[str, torch.Tensor], response_mask_nested) -> TensorDict:
@@ -185,6 +187,12 @@ class CoarsPPOTrainer(PPOTrainerSync):
         source_counts = teacher.source_counts()
 
         n_real = max(sum(real), 1)
+        if teacher.mismatched > MISMATCH_WARN_SHARE * n_real:
+            logger.warning(
+                "coars: %d of %d samples got no teacher because their stored prompt is not the rendering of their "
+                "messages; check that the tokenizer's chat template and data.apply_chat_template_kwargs are the ones "
+                "the agent loop used (coars/sd/prompt_render_mismatch)", teacher.mismatched, n_real,
+            )
         student_tokens = sum(tag["seq_len"] for tag, r in zip(batch.tags, real) if r)
         metrics.update({f"coars/sd/context_share/{s}": source_counts.get(s, 0) / n_real for s in cfg.sources})
         metrics.update(
@@ -204,8 +212,7 @@ class CoarsPPOTrainer(PPOTrainerSync):
         return delta, has_context
 
     def _render_prompt(self, messages) -> list[int]:
-        ids = self.tokenizer.apply_chat_template(list(messages), add_generation_prompt=True, tokenize=True, return_dict=False)
-        return list(ids)
+        return generation_prompt_ids(self.tokenizer, messages, self.config.data.get("apply_chat_template_kwargs", None))
 
     def _teacher_log_probs(self, batch, rows: list[int], prompts: list[list[int]]) -> tuple[list[torch.Tensor], int]:
         """Log-probs of each row's own response tokens after its teacher prompt (verl's workers), and

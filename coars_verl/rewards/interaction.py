@@ -73,6 +73,10 @@ class RewardConfig:
             object.__setattr__(self, spec_field.name, float(value))
         if not 0.0 <= self.gamma <= 1.0:
             raise ValueError(f"coars.reward.gamma: expected a value in [0, 1], got {self.gamma}")
+        for name in ("beta", "format_penalty", "false_accept_weight", "false_reject_weight"):
+            # a negative weight rewards what it should cost (five invalid turns would earn +0.5)
+            if getattr(self, name) < 0:
+                raise ValueError(f"coars.reward.{name}: expected a value >= 0 (it is a weight or a penalty), got {getattr(self, name)}")
         if self.mode not in REWARD_MODES:
             raise ValueError(f"coars.reward.mode: expected one of {REWARD_MODES}, got {self.mode!r}")
         if self.unparsable_user_answer not in UNPARSABLE_USER_ANSWER_POLICIES:

@@ -103,3 +103,17 @@ def test_a_context_that_makes_the_answer_certain_gives_its_tokens_positive_delta
     assert tok.decode(response[title_start:]).strip() == "Fargo"
     assert all(delta[i] > 0 for i in title), delta.tolist()
     assert delta.mean() > 0
+
+
+def test_teacher_prompts_use_the_recipes_chat_template_arguments(tiny_model_path):
+    from coars_verl.teacher_records import generation_prompt_ids
+
+    tok = AutoTokenizer.from_pretrained(tiny_model_path)
+    # a template that reads an extra argument, as Qwen3's reads enable_thinking
+    tok.chat_template = (
+        "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
+        "{% if add_generation_prompt %}<|im_start|>assistant\n{% if not enable_thinking %}<think></think>{% endif %}{% endif %}"
+    )
+    with_kwargs = generation_prompt_ids(tok, MESSAGES, {"enable_thinking": True})
+    assert with_kwargs == tok.apply_chat_template(MESSAGES, add_generation_prompt=True, tokenize=True, return_dict=False, enable_thinking=True)
+    assert with_kwargs != generation_prompt_ids(tok, MESSAGES, None)

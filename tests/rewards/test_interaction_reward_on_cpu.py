@@ -269,3 +269,10 @@ def test_outcome_mode_gives_both_roles_only_the_hit():
     assert (miss.rec, miss.user) == (0.0, 0.0) and miss.user_accuracy == 1.0
     with pytest.raises(ValueError, match="coars.reward.mode"):
         RewardConfig(mode="judge")
+
+
+@pytest.mark.parametrize("name", ["beta", "format_penalty", "false_accept_weight", "false_reject_weight"])
+def test_negative_weights_and_penalties_are_refused_by_name(name):
+    with pytest.raises(ValueError, match=f"coars.reward.{name}: expected a value >= 0"):
+        RewardConfig(**{name: -0.1})
+    assert getattr(RewardConfig(**{name: 0.0}), name) == 0.0
