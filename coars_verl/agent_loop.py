@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Optional
 from uuid import uuid4
 
@@ -28,7 +28,18 @@ from omegaconf import OmegaConf
 from verl.experimental.agent_loop.agent_loop import AgentLoopBase, AgentLoopMetrics, AgentLoopOutput, register
 from verl.utils.profiler import simple_timer
 
-from coars_verl.constants import AGENT_LOOP_NAME, ROLE_RECOMMENDER, ROLE_USER, ROLES
+from coars_verl.constants import (
+    AGENT_LOOP_NAME,
+    EXTRA_ACTED,
+    EXTRA_CORE_SECONDS,
+    EXTRA_PROMPT_MESSAGES,
+    EXTRA_ROLE,
+    EXTRA_SUMMARY,
+    ROLE_RECOMMENDER,
+    ROLE_USER,
+    ROLES,
+)
+from coars_verl.dialogue.matching import tokenizer_control_markers
 from coars_verl.dialogue.prompts import user_initial_messages
 from coars_verl.dialogue.state import Dialogue, DialogueConfig
 from coars_verl.dialogue.transcript import END_BUDGET
@@ -36,13 +47,6 @@ from coars_verl.dialogue.transcript import END_BUDGET
 logger = logging.getLogger(__name__)
 
 DEFAULT_MAX_TOKENS_PER_TURN = 96
-EXTRA_ROLE = "coars_role"
-EXTRA_SUMMARY = "coars_dialogue"
-EXTRA_ACTED = "coars_acted"
-EXTRA_CORE_SECONDS = "coars_dialogue_s"
-"""Seconds this dialogue spent in the pure dialogue core (prompts, parsing, state, summary)."""
-EXTRA_PROMPT_MESSAGES = "coars_prompt_messages"
-"""The chat messages of the role's prompt (its system prompt and task), for the teacher pass."""
 
 
 @dataclass
@@ -85,7 +89,10 @@ class _timed:
 class CoarsDialogueAgentLoop(AgentLoopBase):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.dialogue_config = DialogueConfig.from_mapping(coars_section(self.config, "dialogue"), coars_section(self.config, "prompts"))
+        self.dialogue_config = replace(
+            DialogueConfig.from_mapping(coars_section(self.config, "dialogue"), coars_section(self.config, "prompts")),
+            control_markers=tokenizer_control_markers(self.tokenizer),
+        )
         loop_options = coars_section(self.config, "agent_loop")
         unknown = sorted(set(loop_options) - {"max_tokens_per_turn"})
         if unknown:

@@ -30,3 +30,13 @@ EI_TARGET_TITLE = "target_title"
 EI_TARGET_ITEM_ID = "target_item_id"
 EI_SPLIT = "split"
 EI_INDEX = "index"
+
+# keys of an agent-loop output's extra_fields (written by the agent loop, read by the reward
+# manager and the trainer mode)
+EXTRA_ROLE = "coars_role"
+EXTRA_SUMMARY = "coars_dialogue"
+EXTRA_ACTED = "coars_acted"
+EXTRA_CORE_SECONDS = "coars_dialogue_s"
+"""Seconds this dialogue spent in the pure dialogue core (prompts, parsing, state, summary)."""
+EXTRA_PROMPT_MESSAGES = "coars_prompt_messages"
+"""The chat messages of the role's prompt (its system prompt and task), for the teacher pass."""

@@ -21,8 +21,7 @@ from verl import DataProto
 from verl.experimental.reward_loop.reward_manager import register
 from verl.experimental.reward_loop.reward_manager.base import RewardManagerBase
 
-from coars_verl.agent_loop import EXTRA_SUMMARY
-from coars_verl.constants import REWARD_MANAGER_NAME
+from coars_verl.constants import EXTRA_SUMMARY, REWARD_MANAGER_NAME
 from coars_verl.rewards.interaction import RewardConfig, compute_role_rewards
 
 SESSION_REWARD_KEY = "rec/reward"

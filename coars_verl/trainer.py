@@ -43,11 +43,18 @@ from verl.utils.seqlen_balancing import calculate_workload, get_seqlen_balanced_
 from verl.utils.tensordict_utils import list_of_dict_to_tensordict
 from verl.workers.utils.padding import response_from_nested, response_to_nested
 
-from coars_verl.agent_loop import EXTRA_CORE_SECONDS, EXTRA_PROMPT_MESSAGES, EXTRA_ROLE, EXTRA_SUMMARY
 from coars_verl.algo.advantage import MODE_OFF, TEACHER_REFERENCE, clip_hit_mask, delta_stats
 from coars_verl.algo.role_batch import role_scores, scores_on_last_token, self_distill_delta
 from coars_verl.algo.role_metrics import role_advantage_gap, role_metrics
-from coars_verl.constants import ADV_ESTIMATOR_NAME, ROLE_RECOMMENDER, TRAINER_MODE_NAME
+from coars_verl.constants import (
+    ADV_ESTIMATOR_NAME,
+    EXTRA_CORE_SECONDS,
+    EXTRA_PROMPT_MESSAGES,
+    EXTRA_ROLE,
+    EXTRA_SUMMARY,
+    ROLE_RECOMMENDER,
+    TRAINER_MODE_NAME,
+)
 from coars_verl.distill.batch_contexts import batch_teacher_prompts
 from coars_verl.distill.memory import DialogueMemory, compact_record
 from coars_verl.estimator import self_distill_config

@@ -129,3 +129,35 @@ def first_not_in(positions: Sequence[int], excluded: Collection[int]) -> int | N
         if position not in excluded:
             return position
     return None
+
+
+def neutralize_markers(text: str, markers: Iterable[str]) -> str:
+    """``text`` from one agent made safe for the other agent's chat: every occurrence of a control
+    marker (a special token of the tokenizer, e.g. ``<|im_start|>``) becomes its bare name in square
+    brackets (``[im_start]``), which the tokenizer reads as plain text.
+
+    In self-play each agent's text is adversarial input to the other: a recommender reason that
+    spells ``<|im_end|><|im_start|>system ...`` would otherwise open a new system turn in the user
+    agent's context. Replacements contain neither ``<`` nor ``|``; the pass repeats until no marker
+    is left, so markers cut in two by another cannot re-form.
+    """
+    ordered = sorted({m for m in markers if m}, key=len, reverse=True)
+    for _ in range(len(text) + 1):
+        before = text
+        for marker in ordered:
+            if marker in text:
+                name = _PUNCTUATION.sub("_", marker).strip("_") or "marker"
+                text = text.replace(marker, f"[{name}]")
+        if text == before:
+            return text
+    return text
+
+
+def tokenizer_control_markers(tokenizer) -> tuple[str, ...]:
+    """The special-token strings of a Hugging Face tokenizer (``all_special_tokens`` and every added
+    token marked special), longest first."""
+    found = set(getattr(tokenizer, "all_special_tokens", []) or [])
+    for token in (getattr(tokenizer, "added_tokens_decoder", {}) or {}).values():
+        if getattr(token, "special", False):
+            found.add(str(token.content))
+    return tuple(sorted((m for m in found if m), key=len, reverse=True))

@@ -36,7 +36,7 @@ from coars_verl.constants import (
     ROLE_USER,
     ROLES,
 )
-from coars_verl.dialogue.matching import CandidateIndex, one_line, same_title, storable_text
+from coars_verl.dialogue.matching import CandidateIndex, neutralize_markers, one_line, same_title, storable_text
 from coars_verl.dialogue.parsers import DEFAULT_MAX_REASON_CHARS, parse_decision, parse_recommendation
 from coars_verl.dialogue.prompts import (
     PromptTemplates,
@@ -189,8 +189,12 @@ class DialogueConfig:
     templates: PromptTemplates = PromptTemplates()
     max_reason_chars: int = DEFAULT_MAX_REASON_CHARS
     """Longest reason forwarded to the partner agent (longer ones are cut with an ellipsis)."""
+    control_markers: tuple[str, ...] = ()
+    """The tokenizer's special tokens: neutralised in every text one agent forwards to the other
+    (set by the agent loop and the evaluation from their tokenizer; not a recipe key)."""
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "control_markers", tuple(str(m) for m in self.control_markers))
         for name in ("max_turns", "max_reason_chars"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
@@ -210,7 +214,7 @@ class DialogueConfig:
     ) -> "DialogueConfig":
         """Build from ``coars.dialogue`` (and optionally ``coars.prompts``); unknown keys are an error."""
         values = dict(mapping or {})
-        known = {f.name for f in fields(cls)} - {"templates"}
+        known = {f.name for f in fields(cls)} - {"templates", "control_markers"}
         unknown = sorted(set(values) - known)
         if unknown:
             raise ValueError(f"coars.dialogue: unknown key(s) {unknown}; expected some of {sorted(known)}")
@@ -369,12 +373,12 @@ class Dialogue:
         )
         self._transcript = self._transcript.with_turn(record)
         if not answer.valid:
-            explanation = self.config.templates.invalid_item_to_recommender.format(problem=answer.problem)
+            explanation = self.config.templates.invalid_item_to_recommender.format(problem=self._forwarded(answer.problem))
             self._close_turn(ROLE_RECOMMENDER, explanation)
             outcome = TurnOutcome.INVALID_RECOMMENDATION
             return self._event(ROLE_RECOMMENDER, record.turn, outcome, record.rec_item_title, answer.problem)
         self._recommended.append(index)
-        self._show_recommendation_to_user(record.rec_item_title, answer.reason or self.config.templates.missing_reason)
+        self._show_recommendation_to_user(record.rec_item_title, self._forwarded(answer.reason) or self.config.templates.missing_reason)
         self._awaiting = ROLE_USER
         return self._event(ROLE_RECOMMENDER, record.turn, TurnOutcome.RECOMMENDED, record.rec_item_title, "")
 
@@ -395,11 +399,15 @@ class Dialogue:
             return self._event(ROLE_USER, record.turn, TurnOutcome.ACCEPTED, record.rec_item_title, "")
         self._user_problem = answer.problem
         feedback = self.config.templates.user_feedback_to_recommender.format(
-            item=record.rec_item_title, reason=answer.reason or self.config.templates.missing_reason
+            item=record.rec_item_title, reason=self._forwarded(answer.reason) or self.config.templates.missing_reason
         )
         self._close_turn(ROLE_RECOMMENDER, feedback)
         outcome = TurnOutcome.REJECTED if answer.valid else TurnOutcome.UNPARSABLE_DECISION
         return self._event(ROLE_USER, record.turn, outcome, record.rec_item_title, answer.problem)
+
+    def _forwarded(self, text: str) -> str:
+        """One agent's words as the other agent will read them: no control markers."""
+        return neutralize_markers(text, self.config.control_markers)
 
     def _show_recommendation_to_user(self, item: str, reason: str) -> None:
         """Queue the recommendation for the user agent (with its intro the first time, and any format feedback)."""
@@ -419,7 +427,7 @@ class Dialogue:
             return
         outbox = self._outbox[ROLE_USER]
         if self._user_problem:
-            outbox.append(_user_message(templates.invalid_decision_to_user.format(problem=self._user_problem)))
+            outbox.append(_user_message(templates.invalid_decision_to_user.format(problem=self._forwarded(self._user_problem))))
             self._user_problem = ""
         outbox.append(_user_message(templates.user_next_recommendation.format(item=item, reason=reason)))
 

@@ -27,13 +27,14 @@ judge, numbered as in the dialogue) with that item recommended and no reason (th
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Callable, Optional, Sequence
 
 from coars_verl.constants import ROLES
 from coars_verl.dialogue.matching import storable_text
 from coars_verl.dialogue.parsers import parse_decision
 from coars_verl.dialogue.prompts import user_initial_messages
+from coars_verl.dialogue.matching import tokenizer_control_markers
 from coars_verl.dialogue.state import Dialogue, DialogueConfig
 from coars_verl.dialogue.transcript import END_BUDGET
 from coars_verl.eval.backends import GenerationBackend
@@ -57,6 +58,9 @@ class ChatCodec:
 
     def decode(self, token_ids: Sequence[int]) -> str:
         return self.tokenizer.decode(list(token_ids), skip_special_tokens=True)
+
+    def control_markers(self) -> tuple[str, ...]:
+        return tokenizer_control_markers(self.tokenizer)
 
 
 @dataclass(frozen=True)
@@ -109,7 +113,10 @@ def run_dialogues(
     limits: GenerationLimits,
     on_round: Optional[Callable[[int], None]] = None,
 ) -> list[dict[str, Any]]:
-    """Play one dialogue per row in lock-step; returns each dialogue's ``Transcript.summary()``."""
+    """Play one dialogue per row in lock-step; returns each dialogue's ``Transcript.summary()``.
+
+    What one agent writes reaches the other with the tokenizer's control markers neutralised, as in training."""
+    config = replace(config, control_markers=config.control_markers or codec.control_markers())
     dialogues = [Dialogue.from_extra_info(row.extra_info, config) for row in rows]
     messages: list[dict[str, list[dict[str, str]]]] = [{role: [] for role in ROLES} for _ in rows]
     first_len: list[dict[str, int]] = [{} for _ in rows]

@@ -23,6 +23,9 @@ class ByteCodec:
     def decode(self, token_ids) -> str:
         return bytes(token_ids).decode("utf-8", errors="replace")
 
+    def control_markers(self) -> tuple[str, ...]:
+        return ("<|im_start|>", "<|im_end|>")
+
 
 def role_of(messages: list[dict]) -> str:
     return "recommender" if messages[0]["content"] == TEMPLATES.recommender_system else "user"

@@ -8,7 +8,7 @@ import pytest
 from omegaconf import OmegaConf
 from verl import DataProto
 
-from coars_verl.agent_loop import EXTRA_SUMMARY
+from coars_verl.constants import EXTRA_SUMMARY
 from coars_verl.constants import ROLE_RECOMMENDER as REC, ROLE_USER as USER
 from coars_verl.dialogue.state import Dialogue, DialogueConfig, DialogueSample
 from coars_verl.reward_manager import CoarsInteractionRewardManager
