@@ -37,6 +37,9 @@ Decision resolution: the value's first word decides (yes/yeah/yep/accept/accepte
 no/nope/reject/rejected), unless the first two words are one of each (``yes/no``, ``yes or no``:
 an echo of the format, ambiguous). Otherwise, if exactly one kind of those words occurs among the
 first words, it decides ("Definitely yes"); both kinds are ambiguous; neither is invalid.
+Negation: inside a clause, a decision word with not/never/nor/cannot/n't at most three words
+before it counts as the opposite ("not accepted" and "I would not say yes" are no); "no problem",
+"no doubt", "no question", "no worries", "no issue" are idioms, not a no ("No problem, accept" is yes).
 """
 
 from __future__ import annotations
@@ -261,15 +264,21 @@ def _empty_problem(text: str) -> str:
     return "The answer was empty."
 
 
+_THINK_CLOSE = re.compile(r"</think>", re.IGNORECASE)
+_THINK_OPEN = re.compile(r"<think>", re.IGNORECASE)
+
+
 def _answer_body(text: str) -> str:
-    """Cleaned text with any ``<think>`` block removed (only the final answer counts)."""
+    """Cleaned text with any ``<think>`` block removed (only the final answer counts).
+
+    Positions come from case-insensitive matches on the text itself: ``text.lower()`` can be longer
+    than ``text`` (``"İ".lower()`` is two characters), so its offsets would cut the wrong place."""
     text = clean_text(text)
-    lowered = text.lower()
-    close = lowered.rfind("</think>")
-    if close >= 0:
-        return text[close + len("</think>") :]
-    opening = lowered.find("<think>")
-    return text[:opening] if opening >= 0 else text
+    closes = list(_THINK_CLOSE.finditer(text))
+    if closes:
+        return text[closes[-1].end() :]
+    opening = _THINK_OPEN.search(text)
+    return text[: opening.start()] if opening else text
 
 
 # --------------------------------------------------------------------------------------------------
@@ -421,6 +430,12 @@ def _conflicting_item(
 _YES_WORDS = frozenset({"yes", "yeah", "yep", "accept", "accepted"})
 _NO_WORDS = frozenset({"no", "nope", "reject", "rejected"})
 _WORD = re.compile(r"[^\W\d_]+")
+_CLAUSE_BREAK = re.compile(r"[,.;:!?()\[\]\n\u2013\u2014]|\s-\s")
+_NEGATORS = frozenset({"not", "never", "nor", "cannot", "t"})
+"""``t`` is what remains of ``n't`` (``don't`` reads as ``don``, ``t``)."""
+_NEGATION_REACH = 3
+_NOT_A_DECISION_AFTER_NO = frozenset({"problem", "problems", "doubt", "question", "worries", "worry", "issue", "issues"})
+"""``no problem``, ``no doubt``, ...: idioms, not a refusal."""
 _DECISION_SCAN_CHARS = 400
 _DECISION_SCAN_WORDS = 40
 _FORMAT_ECHO_JOINERS = frozenset({"or", "and"})
@@ -441,6 +456,30 @@ def _word_kind(word: str) -> bool | None:
     return None
 
 
+def _decision_words(text: str) -> tuple[list[str], list[bool | None]]:
+    """The first words of a decision value and what each says (True yes, False no, None neither).
+
+    Within a clause (up to a comma, full stop, colon, ...), a decision word with a negator at most
+    three words before it says the opposite ("not accepted", "I would not say yes" are no; "I do
+    not reject it" is yes); "no" directly followed by problem, doubt, question, worries or issue
+    is an idiom and says nothing ("No problem, accept" is yes)."""
+    words: list[str] = []
+    kinds: list[bool | None] = []
+    for clause in _CLAUSE_BREAK.split(text.casefold()):
+        clause_words = _WORD.findall(clause)
+        for k, word in enumerate(clause_words):
+            kind = _word_kind(word)
+            if kind is False and word == "no" and k + 1 < len(clause_words) and clause_words[k + 1] in _NOT_A_DECISION_AFTER_NO:
+                kind = None
+            if kind is not None and any(w in _NEGATORS for w in clause_words[max(0, k - _NEGATION_REACH) : k]):
+                kind = not kind
+            words.append(word)
+            kinds.append(kind)
+            if len(words) >= _DECISION_SCAN_WORDS:
+                return words, kinds
+    return words, kinds
+
+
 def _second_decision_word(words: Sequence[str], kinds: Sequence[bool | None]) -> bool | None:
     """The kind of the word after the first one, skipping a joiner ("yes or no", "yes and no")."""
     if len(words) > 2 and words[1] in _FORMAT_ECHO_JOINERS:
@@ -454,8 +493,7 @@ def _decide(value: str) -> _Decided:
     if not shown:
         problem = "The 'Decision:' line is empty; write 'Decision: yes' or 'Decision: no'."
         return _Decided(None, AnswerError.EMPTY_DECISION, problem)
-    words = _WORD.findall(shown[:_DECISION_SCAN_CHARS].casefold())[:_DECISION_SCAN_WORDS]
-    kinds = [_word_kind(word) for word in words]
+    words, kinds = _decision_words(shown[:_DECISION_SCAN_CHARS])
     ambiguous = _Decided(
         None, AnswerError.AMBIGUOUS_DECISION, f"The decision {quote(shown)} says both yes and no; give exactly one."
     )

@@ -290,3 +290,33 @@ def test_control_characters_and_surrogates_are_harmless():
     assert answer.decision is False
     answer.reason.encode("utf-8")  # storable
     assert "\x00" not in answer.reason
+
+
+@pytest.mark.parametrize(
+    "value, accepted",
+    [
+        ("not accepted", False),
+        ("I would not say yes", False),
+        ("I don't accept it", False),
+        ("never, yes", True),  # the negator is in another clause
+        ("I do not reject it", True),
+        ("No problem, accept", True),
+        ("no doubt, yes", True),
+        ("no way", False),
+        ("Not sure, no", False),
+        ("no, I do not accept", False),
+        ("yes, not a problem", True),
+    ],
+)
+def test_negation_and_idioms_in_a_decision(value, accepted):
+    answer = parse_decision(f"Reason: r\nDecision: {value}")
+    assert answer.valid and answer.accepted is accepted, (value, answer)
+
+
+def test_a_dotted_capital_i_does_not_move_the_think_cut():
+    # "İ".lower() is two characters: offsets taken from the lowered text would cut after "<think>"
+    for k in (1, 5, 50):
+        text = f"Reason: {'İ' * k}\n<think>\nItem: Fargo"
+        assert rec(text).item_index is None
+        assert rec(f"<think>{'İ' * k}</think>\nReason: ok\nItem: Toy Story").item_index == 1
+        assert parse_decision(f"Reason: {'İ' * k}\n<think>\nDecision: yes").decision is None
