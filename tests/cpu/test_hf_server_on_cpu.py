@@ -14,7 +14,8 @@ from coars_verl.cpu.hf_rollout import HFRolloutServer, HFServerAdapter, sampling
 
 @pytest.fixture(scope="module")
 def ray_cluster():
-    ray.init(num_cpus=2, include_dashboard=False, ignore_reinit_error=True, runtime_env={"env_vars": {"VERL_PLATFORM": "cpu"}})
+    # address="local": a Ray of our own, never a cluster the user runs on this machine
+    ray.init(address="local", num_cpus=2, include_dashboard=False, ignore_reinit_error=True, runtime_env={"env_vars": {"VERL_PLATFORM": "cpu"}})
     yield
     ray.shutdown()
 
