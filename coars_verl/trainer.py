@@ -56,6 +56,7 @@ from coars_verl.constants import (
     TRAINER_MODE_NAME,
 )
 from coars_verl.distill.batch_contexts import batch_teacher_prompts
+from coars_verl.distill.contexts import SOURCE_MEMORY
 from coars_verl.distill.memory import DialogueMemory, compact_record
 from coars_verl.estimator import self_distill_config
 from coars_verl.reward_manager import REWARD_SECONDS_KEY
@@ -68,6 +69,29 @@ MEMORY_FILE = "coars_memory.json"
 TEACHER_KEY_PREFIX = "coarsteacher"
 MISMATCH_WARN_SHARE = 0.05
 """Above this share of samples without an aligned teacher prompt, each step warns."""
+
+
+def uses_lora(config) -> bool:
+    """verl's own rule (``ref_in_actor``): with a LoRA adapter the reference model is the actor with
+    its adapter disabled, scored by the actor worker."""
+    model = config.actor_rollout_ref.model
+    rank = (model.get("lora", None) or {}).get("rank", 0) or model.get("lora_rank", 0)
+    return rank > 0 or model.get("lora_adapter_path", None) is not None
+
+
+def reference_teacher_problem(config) -> str | None:
+    """Why ``algorithm.coars.self_distill.teacher=reference`` cannot run with ``config``, or None.
+
+    Under LoRA the reference is the actor without its adapter, so no reference worker (and no KL
+    term) is needed; without LoRA verl builds the reference worker only when a KL term is on."""
+    sd = self_distill_config(config.algorithm)
+    if sd.mode == MODE_OFF or sd.teacher != TEACHER_REFERENCE or uses_lora(config) or need_reference_policy(config):
+        return None
+    return (
+        "algorithm.coars.self_distill.teacher=reference without LoRA needs verl's reference model: set "
+        "actor_rollout_ref.actor.use_kl_loss=true with actor_rollout_ref.actor.kl_loss_coef=0 (no change to the loss), "
+        "or algorithm.use_kl_in_reward=true"
+    )
 
 
 def nested_fields(tensors: dict[str, torch.Tensor], response_mask_nested) -> TensorDict:
@@ -86,11 +110,9 @@ class CoarsPPOTrainer(PPOTrainerSync):
                 f"algorithm.adv_estimator={ADV_ESTIMATOR_NAME}; got {config.algorithm.adv_estimator!r}"
             )
         self.sd_config = self_distill_config(config.algorithm)
-        if self.sd_config.mode != MODE_OFF and self.sd_config.teacher == TEACHER_REFERENCE and not need_reference_policy(config):
-            raise ValueError(
-                "algorithm.coars.self_distill.teacher=reference needs verl's reference model: set "
-                "actor_rollout_ref.actor.use_kl_loss=true (kl_loss_coef may be 0) or algorithm.use_kl_in_reward=true"
-            )
+        problem = reference_teacher_problem(config)
+        if problem:
+            raise ValueError(problem)
         # verl switches behaviour on trainer_mode == "sync" in many places; this is that mode.
         with open_dict(config):
             config.trainer.v1.trainer_mode = "sync"
@@ -323,9 +345,11 @@ class CoarsPPOTrainer(PPOTrainerSync):
         return folder if os.path.isabs(folder) else os.path.join(os.getcwd(), folder)
 
     def _save_checkpoint(self):
-        super()._save_checkpoint()
+        # before verl's save: verl writes latest_checkpointed_iteration.txt last, so a checkpoint
+        # that resume can find always has its memory (written atomically)
         folder = os.path.join(self.config.trainer.default_local_dir, f"global_step_{self.global_steps}")
         self.memory.save(os.path.join(folder, MEMORY_FILE))
+        super()._save_checkpoint()
 
     def _load_checkpoint(self):
         super()._load_checkpoint()
@@ -335,6 +359,12 @@ class CoarsPPOTrainer(PPOTrainerSync):
         if os.path.exists(path):
             self.memory.load(path)
             logger.info("coars: restored the dialogue memory from %s (%d records)", path, self.memory.num_records())
+        elif self.sd_config.mode != MODE_OFF and SOURCE_MEMORY in self.sd_config.sources:
+            raise FileNotFoundError(
+                f"coars: resuming from {self._step_folder()} without its dialogue memory ({MEMORY_FILE}); the memory "
+                "teacher source would silently start empty. Resume from a checkpoint written by coars_sync, or drop "
+                "'memory' from algorithm.coars.self_distill.sources"
+            )
         else:
-            logger.warning("coars: no dialogue memory at %s; the memory source starts empty", path)
+            logger.warning("coars: no dialogue memory at %s; the memory source is not used, nothing is lost", path)
 

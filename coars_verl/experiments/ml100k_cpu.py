@@ -27,6 +27,8 @@ from coars_verl.cpu.launch import RECIPES_DIR, run_main_ppo
 from coars_verl.demo import prepare_movielens
 
 ABLATIONS = ("outcome_only", "no_self_distill", "no_coupling", "teacher_memory", "teacher_sibling", "teacher_hindsight", "teacher_target", "teacher_reference")
+NO_LORA_EXTRA = {"teacher_reference": ("actor_rollout_ref.actor.use_kl_loss=true", "actor_rollout_ref.actor.kl_loss_coef=0")}
+"""The tiny model trains without LoRA: the reference teacher then needs verl's reference worker (a zero-weight KL term)."""
 RECIPES_ABLATIONS = frozenset(path.stem for path in (RECIPES_DIR / "ablation").glob("*.yaml"))
 
 
@@ -183,7 +185,8 @@ def run_ablations(args, data: Path, artifacts: Path) -> None:
     rows = [evaluations / "baselines_ablations" / "random_expected.json", evaluations / "baselines_ablations" / "popularity.json"]
     rows.append(evaluate("tiny format-primed (untrained)", models["tiny-primed"], data, evaluations / "tiny-primed", selection))
     jobs = [TrainingJob("tiny_coars", f"CoARS ({steps} steps)", "cpu_coars_tiny", "tiny-primed", steps)]
-    jobs += [TrainingJob(f"tiny_{name}", f"ablation {name} ({steps} steps)", "cpu_coars_tiny", "tiny-primed", steps, (f"+ablation={name}",)) for name in ABLATIONS]
+    jobs += [TrainingJob(f"tiny_{name}", f"ablation {name} ({steps} steps)", "cpu_coars_tiny", "tiny-primed", steps,
+                         (f"+ablation={name}", *NO_LORA_EXTRA.get(name, ()))) for name in ABLATIONS]
     summaries = []
     for job in jobs:
         summaries.append(train(job, models, data, runs))

@@ -21,6 +21,8 @@ def test_the_reference_model_scores_the_students_tokens(tmp_path, primed_model_p
             f"data.val_files={movielens_dir / 'valid.parquet'}",
             "trainer.total_training_steps=1",
             "+ablation=teacher_reference",
+            "actor_rollout_ref.actor.use_kl_loss=true",  # no LoRA here: verl's reference worker needs a KL term
+            "actor_rollout_ref.actor.kl_loss_coef=0",
         ],
         tmp_path,
     )

@@ -12,6 +12,7 @@ from verl.utils.config import omega_conf_to_dataclass, validate_config
 from verl.workers.config import FSDPActorConfig, RolloutConfig
 
 from coars_verl.agent_loop import coars_section
+from coars_verl.trainer import reference_teacher_problem
 from coars_verl.dialogue.state import DialogueConfig
 from coars_verl.estimator import self_distill_config
 from coars_verl.rewards.interaction import RewardConfig
@@ -69,7 +70,8 @@ def test_each_ablation_is_one_override_of_a_dataset_recipe(ablation):
     elif ablation == "no_coupling":
         assert cfg.coars.reward.beta == 0.0 and base.coars.reward.beta == 0.5 and not changed
     elif ablation == "teacher_reference":
-        assert sd.teacher == "reference" and need_reference_policy(cfg)
+        # LoRA: the actor without its adapter is the reference; no KL term, no reference worker
+        assert sd.teacher == "reference" and not need_reference_policy(cfg) and reference_teacher_problem(cfg) is None
     else:
         assert sd.sources == (ablation.removeprefix("teacher_"),)
 
@@ -102,3 +104,11 @@ def test_the_learning_recipe_uses_the_compact_prompts_the_evaluation_reads():
     assert templates.recommender_system == compact["recommender_system"]
     assert (cfg.actor_rollout_ref.rollout.n, cfg.data.train_batch_size, cfg.actor_rollout_ref.actor.ppo_mini_batch_size) == (8, 8, 4)
     assert _compose("cpu_learning_tiny", [*PATHS, "+ablation=outcome_only"]).coars.reward.mode == "outcome"
+
+
+def test_the_reference_teacher_without_lora_asks_for_a_zero_weight_kl_term():
+    cfg = _compose("cpu_coars_tiny", [*PATHS, "+ablation=teacher_reference"])
+    assert "use_kl_loss=true" in reference_teacher_problem(cfg)
+    fixed = _compose("cpu_coars_tiny", [*PATHS, "+ablation=teacher_reference", "actor_rollout_ref.actor.use_kl_loss=true",
+                                        "actor_rollout_ref.actor.kl_loss_coef=0"])
+    assert reference_teacher_problem(fixed) is None and need_reference_policy(fixed)
