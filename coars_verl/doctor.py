@@ -94,7 +94,7 @@ EXPECTED: tuple[tuple[str, str], ...] = (
     ("trainer mode", names.TRAINER_MODE_NAME),
 )
 
-VERSIONED = ("coars-verl", "verl", "torch", "transformers", "ray", "tensordict", "TransferQueue", "hydra-core", "vllm")
+VERSIONED = ("coars-verl", "verl", "torch", "transformers", "ray", "tensordict", "TransferQueue", "hydra-core", "vllm", "flash-attn")
 
 
 def package_versions() -> dict[str, Optional[str]]:
@@ -137,13 +137,37 @@ def check_components() -> tuple[list[ComponentStatus], dict[str, str]]:
     return statuses, problems
 
 
+def gpu_problems() -> dict[str, str]:
+    """What the GPU recipes (vLLM rollout, FSDP with flash-attention and packed sequences) need and
+    this environment lacks, each with the fix."""
+    problems: dict[str, str] = {}
+    import torch
+
+    if not torch.cuda.is_available():
+        problems["cuda"] = "no CUDA device is visible (torch.cuda.is_available() is False): the GPU recipes cannot run here"
+    for module, fix in (
+        ("vllm", "pip install 'coars-verl[gpu]' (verl[vllm]==0.9.1 pins the vLLM that verl supports)"),
+        ("flash_attn", "pip install flash-attn --no-build-isolation (verl's default attention; the GPU recipes pack "
+                       "sequences with use_remove_padding=true), or run with actor_rollout_ref.model.use_remove_padding=false "
+                       "actor_rollout_ref.model.override_config.attn_implementation=sdpa"),
+    ):
+        try:
+            importlib.import_module(module)
+        except Exception as exc:  # an installed but broken module is as bad as a missing one
+            problems[module] = f"import {module} failed ({type(exc).__name__}: {exc}); fix: {fix}"
+    return problems
+
+
 def main(argv: Optional[list[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m coars_verl.doctor", description=__doc__.splitlines()[0])
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of a report")
+    parser.add_argument("--gpu", action="store_true", help="also check what the GPU recipes need (CUDA, vLLM, flash-attn)")
     args = parser.parse_args(argv)
 
     versions = package_versions()
     statuses, problems = check_components()
+    if args.gpu:
+        problems.update({f"gpu: {k}": v for k, v in gpu_problems().items()})
     ok = all(s.found for s in statuses) and not problems
     if args.json:
         print(json.dumps({"ok": ok, "versions": versions, "components": [asdict(s) for s in statuses], "problems": problems}, indent=2))
@@ -158,7 +182,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         print(f"  [{mark}] {s.kind:<{width}}  {s.name:<20} {detail}")
     for what, text in problems.items():
         print(f"\nERROR ({what}):\n{text}")
-    print("all components registered" if ok else "\nsome components are missing: see above")
+    print(("all components registered" + (" and the GPU recipes' needs met" if args.gpu else "")) if ok else "\nsomething is missing: see above")
     return 0 if ok else 1
 
 

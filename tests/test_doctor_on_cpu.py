@@ -30,3 +30,18 @@ def test_doctor_fails_loudly_when_verl_does_not_load_the_plugin():
     proc = _doctor(env=env)
     assert proc.returncode == 1
     assert "did not load coars_verl.plugin" in proc.stdout
+
+
+def test_doctor_gpu_names_what_the_gpu_recipes_lack_with_the_fix():
+    report = json.loads(_doctor("--json", "--gpu").stdout)
+    import importlib.util
+
+    import torch
+
+    expected = {key for key, missing in (("gpu: cuda", not torch.cuda.is_available()),
+                                         ("gpu: vllm", importlib.util.find_spec("vllm") is None),
+                                         ("gpu: flash_attn", importlib.util.find_spec("flash_attn") is None)) if missing}
+    assert expected <= set(report["problems"]) and report["ok"] is (not report["problems"])
+    if "gpu: flash_attn" in expected:
+        assert "pip install flash-attn" in report["problems"]["gpu: flash_attn"]
+    assert json.loads(_doctor("--json").stdout)["ok"] is True  # without --gpu a CPU machine is fine

@@ -24,7 +24,8 @@ def runs(tmp_path_factory, primed_model_path, movielens_dir):
     work = tmp_path_factory.mktemp("coars")
     checkpoints = work / "checkpoints"
     common = _overrides(primed_model_path, movielens_dir, checkpoints)
-    first = run_main_ppo("cpu_coars_tiny", common + ["trainer.save_freq=2", f"trainer.rollout_data_dir={work / 'rollouts'}"], work / "first")
+    first = run_main_ppo("cpu_coars_tiny", common + ["trainer.save_freq=2", f"trainer.rollout_data_dir={work / 'rollouts'}",
+                                                     "trainer.val_before_train=true", "trainer.test_freq=2"], work / "first")
     assert first.returncode == 0, first.log_tail()
     resumed = run_main_ppo("cpu_coars_tiny", common + ["trainer.resume_mode=auto", "trainer.total_training_steps=3"], work / "resumed")
     assert resumed.returncode == 0, resumed.log_tail()
@@ -116,3 +117,11 @@ def test_each_sample_was_trained_on_its_own_roles_reward_and_advantage(runs):
                 assert np.sign(member["advantage_mean"]) == np.sign(outcome), (member, outcome)
                 signs_checked += 1
     assert signs_checked > 0
+
+
+def test_validation_runs_before_training_and_at_the_test_frequency(runs):
+    """The GPU recipes validate before training and every trainer.test_freq steps; so does this run (8 samples)."""
+    first = runs[0]
+    val_keys = [k for k in first.metrics[-1] if k.startswith("val-")]
+    assert val_keys, sorted(first.metrics[-1])[:40]
+    assert "validation" in first.log_tail(200000).lower() or val_keys
