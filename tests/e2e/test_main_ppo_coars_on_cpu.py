@@ -35,14 +35,19 @@ def runs(tmp_path_factory, primed_model_path, movielens_dir):
 ROLE_METRICS = ("reward_mean", "response_length_mean", "advantage_abs_mean", "samples")
 
 
+def training_steps(run):
+    """The metrics of training steps (step 0 holds only the validation before training)."""
+    return [m for m in run.metrics if m["step"] >= 1]
+
+
 def test_two_training_steps_finish_then_a_third_after_resuming(runs):
     first, resumed, _ = runs
-    assert [m["step"] for m in first.metrics] == [1, 2]
-    assert [m["step"] for m in resumed.metrics] == [3]
+    assert [m["step"] for m in training_steps(first)] == [1, 2]
+    assert [m["step"] for m in training_steps(resumed)] == [3]
 
 
 def test_per_role_metrics_are_logged(runs):
-    for step in runs[0].metrics:
+    for step in training_steps(runs[0]):
         for role in ("rec", "user"):
             for name in ROLE_METRICS:
                 assert f"coars/{role}/{name}" in step, (role, name)
@@ -52,7 +57,7 @@ def test_per_role_metrics_are_logged(runs):
 
 
 def test_both_roles_are_trained_with_their_own_advantages(runs):
-    metrics = runs[0].metrics
+    metrics = training_steps(runs[0])
     for step in metrics:
         # train_batch_size 4 x n 2 dialogues, one sample per role each
         assert step["coars/rec/samples"] == step["coars/user/samples"] == 8
@@ -62,12 +67,12 @@ def test_both_roles_are_trained_with_their_own_advantages(runs):
 
 
 def test_rollout_and_trainer_agree_on_log_probs(runs):
-    for step in runs[0].metrics:
+    for step in training_steps(runs[0]):
         assert step["training/rollout_probs_diff_max"] < 1e-4, step["training/rollout_probs_diff_max"]
 
 
 def test_self_distillation_metrics_are_logged(runs):
-    for step in runs[0].metrics + runs[1].metrics:
+    for step in training_steps(runs[0]) + training_steps(runs[1]):
         for role in ("recommender", "user", "all"):
             for name in ("delta_mean", "delta_std", "clip_share", "context_share", "tokens"):
                 assert f"coars/sd/{role}/{name}" in step, (role, name)
@@ -77,15 +82,15 @@ def test_self_distillation_metrics_are_logged(runs):
         assert step["coars/sd/prompt_render_mismatch"] == 0  # every teacher prompt aligned with its student's
         assert step["coars/sd/teacher_tokens"] > 0 and step["timing_s/coars_teacher"] > 0
         assert step["coars/sd/all/tokens"] > 0
-    assert any(step["coars/sd/all/delta_std"] > 0 for step in runs[0].metrics)  # the teacher disagrees on some tokens
+    assert any(step["coars/sd/all/delta_std"] > 0 for step in training_steps(runs[0]))  # the teacher disagrees on some tokens
 
 
 def test_the_dialogue_memory_is_saved_and_restored_on_resume(runs):
     first, resumed, checkpoints = runs
-    assert first.metrics[0]["coars/sd/memory_records"] == 0  # nothing remembered before step 1
+    assert training_steps(first)[0]["coars/sd/memory_records"] == 0  # nothing remembered before step 1
     saved = json.loads((checkpoints / "global_step_2" / "coars_memory.json").read_text())
-    assert saved and resumed.metrics[0]["coars/sd/memory_records"] > 0
-    assert resumed.metrics[0]["coars/sd/memory_records"] > first.metrics[1]["coars/sd/memory_records"]  # step 2's dialogues too
+    assert saved and training_steps(resumed)[0]["coars/sd/memory_records"] > 0
+    assert training_steps(resumed)[0]["coars/sd/memory_records"] > training_steps(first)[1]["coars/sd/memory_records"]  # step 2's dialogues too
 
 
 def test_each_sample_was_trained_on_its_own_roles_reward_and_advantage(runs):
@@ -120,8 +125,21 @@ def test_each_sample_was_trained_on_its_own_roles_reward_and_advantage(runs):
 
 
 def test_validation_runs_before_training_and_at_the_test_frequency(runs):
-    """The GPU recipes validate before training and every trainer.test_freq steps; so does this run (8 samples)."""
-    first = runs[0]
-    val_keys = [k for k in first.metrics[-1] if k.startswith("val-")]
-    assert val_keys, sorted(first.metrics[-1])[:40]
-    assert "validation" in first.log_tail(200000).lower() or val_keys
+    """The GPU recipes validate before training and every trainer.test_freq steps; so does this run
+    (8 validation dialogues), through the same agent loop and reward manager."""
+    by_step = {m["step"]: m for m in runs[0].metrics}
+    for step in (0, 2):  # before training, and at test_freq=2
+        val = {k: v for k, v in by_step[step].items() if k.startswith("val-")}
+        assert any(k.startswith("val-core/") and k.endswith("/reward/mean@1") for k in val), sorted(by_step[step])
+        assert any("/hit/mean@1" in k for k in val) and any("/user/reward/mean@1" in k for k in val)
+    assert not any(k.startswith("val-") for k in by_step[1])
+
+
+def test_each_step_makes_the_optimizer_updates_the_recipe_states(runs):
+    """base/cpu.yaml: ppo_mini_batch_size counts prompts, and each prompt yields n x 2 samples (both
+    roles), so a step makes 2 x train_batch_size / ppo_mini_batch_size = 2 x 4 / 4 = 2 updates."""
+    import torch
+
+    optim = torch.load(runs[2] / "global_step_2" / "actor" / "optim_world_size_1_rank_0.pt", weights_only=False)
+    steps = {float(state["step"]) for state in optim["state"].values()}
+    assert steps == {2 * 2.0}, steps  # 2 training steps x 2 updates
