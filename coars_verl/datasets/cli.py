@@ -10,7 +10,7 @@ import argparse
 import sys
 import time
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 from coars_verl.datasets.download import DownloadError, download
 from coars_verl.datasets.errors import DataFormatError
@@ -460,35 +460,27 @@ def main_recbole(argv: Sequence[str] | None = None) -> int:
     return _run(args, load, None)
 
 
-def learning_task_parser() -> argparse.ArgumentParser:
-    """One option per field of :class:`LearningTaskConfig` (generated, so that the two never differ)."""
+def _add_config_options(parser: argparse.ArgumentParser, config_cls) -> None:
+    """One ``--option`` per field of a config dataclass (generated, so that the two never differ)."""
     from dataclasses import fields
 
-    from coars_verl.datasets.learning_task import LearningTaskConfig
-
-    parser = argparse.ArgumentParser(
-        prog="data_prep/learning_task.py",
-        description="Generate the controlled learning task (a check that training learns, not a benchmark).",
-    )
-    parser.add_argument("--out", required=True, help="output folder (must not exist or be empty)")
-    parser.add_argument("--quiet", action="store_true")
-    for field in fields(LearningTaskConfig):
-        parser.add_argument(f"--{field.name.replace('_', '-')}", type=_nonneg_int, default=field.default,
-                            help=f"default {field.default}")
-    return parser
+    for field in fields(config_cls):
+        parser.add_argument(f"--{field.name.replace('_', '-')}", type=_nonneg_int, default=field.default, help=f"default {field.default}")
 
 
-def main_learning_task(argv: Sequence[str] | None = None) -> int:
+def _config_from_args(config_cls, args: argparse.Namespace):
     from dataclasses import fields
 
-    from coars_verl.datasets.learning_task import LearningTaskConfig, generate
+    return config_cls(**{field.name: getattr(args, field.name) for field in fields(config_cls)})
+
+
+def _prepare_and_write(args: argparse.Namespace, prepare: Callable[[], Any]) -> int:
+    """Run ``prepare`` (-> a Prepared), write it to ``args.out``; errors print one line and exit 2."""
     from coars_verl.datasets.pipeline import write_outputs
 
-    args = learning_task_parser().parse_args(argv)
     t0 = time.perf_counter()
     try:
-        config = LearningTaskConfig(**{field.name: getattr(args, field.name) for field in fields(LearningTaskConfig)})
-        stats = write_outputs(generate(config), args.out, quiet=args.quiet)
+        stats = write_outputs(prepare(), args.out, quiet=args.quiet)
     except (ValueError, FileExistsError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -498,10 +490,27 @@ def main_learning_task(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-def llara_parser() -> argparse.ArgumentParser:
-    """The folder options, then one option per field of :class:`LlaraImportConfig` (generated)."""
-    from dataclasses import fields
+def learning_task_parser() -> argparse.ArgumentParser:
+    from coars_verl.datasets.learning_task import LearningTaskConfig
 
+    parser = argparse.ArgumentParser(
+        prog="data_prep/learning_task.py",
+        description="Generate the controlled learning task (a check that training learns, not a benchmark).",
+    )
+    parser.add_argument("--out", required=True, help="output folder (must not exist or be empty)")
+    parser.add_argument("--quiet", action="store_true")
+    _add_config_options(parser, LearningTaskConfig)
+    return parser
+
+
+def main_learning_task(argv: Sequence[str] | None = None) -> int:
+    from coars_verl.datasets.learning_task import LearningTaskConfig, generate
+
+    args = learning_task_parser().parse_args(argv)
+    return _prepare_and_write(args, lambda: generate(_config_from_args(LearningTaskConfig, args)))
+
+
+def llara_parser() -> argparse.ArgumentParser:
     from coars_verl.datasets.llara import LlaraImportConfig
 
     parser = argparse.ArgumentParser(
@@ -513,26 +522,14 @@ def llara_parser() -> argparse.ArgumentParser:
     parser.add_argument("--user-sim", help="AFL's user-simulation users (lastfm_ab/test_llara.pkl); without it no user-simulation set")
     parser.add_argument("--name", help="dataset name (default: <folder name>_llara)")
     parser.add_argument("--quiet", action="store_true")
-    for field in fields(LlaraImportConfig):
-        parser.add_argument(f"--{field.name.replace('_', '-')}", type=_nonneg_int, default=field.default, help=f"default {field.default}")
+    _add_config_options(parser, LlaraImportConfig)
     return parser
 
 
 def main_llara(argv: Sequence[str] | None = None) -> int:
-    from dataclasses import fields
-
     from coars_verl.datasets.llara import LlaraImportConfig, import_llara
-    from coars_verl.datasets.pipeline import write_outputs
 
     args = llara_parser().parse_args(argv)
-    t0 = time.perf_counter()
-    try:
-        config = LlaraImportConfig(**{field.name: getattr(args, field.name) for field in fields(LlaraImportConfig)})
-        stats = write_outputs(import_llara(args.raw_dir, config, user_sim_file=args.user_sim, name=args.name), args.out, quiet=args.quiet)
-    except (ValueError, FileExistsError, OSError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    if not args.quiet:
-        print(format_summary(stats, args.out))
-        print(f"done in {time.perf_counter() - t0:.1f} s")
-    return 0
+    return _prepare_and_write(
+        args, lambda: import_llara(args.raw_dir, _config_from_args(LlaraImportConfig, args), user_sim_file=args.user_sim, name=args.name)
+    )
