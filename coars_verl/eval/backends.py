@@ -29,15 +29,47 @@ class GenerationBackend(Protocol):
     def generate(self, prompts: Sequence[Sequence[int]], max_tokens: int) -> list[list[int]]: ...
 
 
-def vllm_available() -> bool:
+VLLM_RESERVED_KWARGS = ("model", "tokenizer", "dtype", "seed")
+"""vllm.LLM arguments the tool sets itself (--model, --dtype, --seed): not accepted in --vllm-kwargs."""
+
+
+class BackendUnavailable(RuntimeError):
+    """The requested backend cannot run in this environment (the message says why and what to do)."""
+
+
+def vllm_import_problem() -> Optional[str]:
+    """Why ``import vllm`` fails here (missing or broken install), or None when it imports."""
     if importlib.util.find_spec("vllm") is None:
-        return False
+        return "vLLM is not installed: pip install 'coars-verl[gpu]' (or --backend hf)"
+    try:
+        importlib.import_module("vllm")
+    except Exception as exc:  # a broken install (CUDA / torch mismatch) raises anything
+        return f"vLLM is installed but does not import ({type(exc).__name__}: {exc}); fix the install or use --backend hf"
+    return None
+
+
+def vllm_available() -> bool:
+    """vLLM imports and a CUDA device is visible (what ``--backend auto`` needs to pick it)."""
     try:
         import torch
 
-        return bool(torch.cuda.is_available())
+        if not torch.cuda.is_available():
+            return False
     except Exception:  # pragma: no cover - a broken torch install
         return False
+    return vllm_import_problem() is None
+
+
+def check_backend(name: str, vllm_kwargs: Optional[dict[str, Any]] = None) -> None:
+    """Fail early (before any file is written or a checkpoint merged) when the backend cannot run
+    or its options collide; raises ``BackendUnavailable`` or ``ValueError``."""
+    reserved = sorted(set(vllm_kwargs or {}) & set(VLLM_RESERVED_KWARGS))
+    if reserved:
+        raise ValueError(f"--vllm-kwargs: {reserved} are set by the tool itself (use --model, --dtype, --seed); remove them")
+    if name == "vllm":
+        problem = vllm_import_problem()
+        if problem:
+            raise BackendUnavailable(f"the vllm backend: {problem}")
 
 
 def resolve_backend_name(name: str) -> str:
@@ -148,10 +180,9 @@ class VLLMBackend:
         vllm_module: Any = None,
     ):
         if vllm_module is None:
-            try:
-                import vllm as vllm_module  # noqa: PLC0415 - optional dependency, imported on use
-            except ImportError as exc:  # pragma: no cover - depends on the machine
-                raise RuntimeError("the vllm backend needs vLLM: pip install 'coars-verl[gpu]' (or --backend hf)") from exc
+            check_backend("vllm", engine_kwargs)
+            import vllm as vllm_module  # noqa: PLC0415 - optional dependency, imported on use
+        check_backend("", engine_kwargs)
         self._sampling_params = vllm_module.SamplingParams
         kwargs = {"enable_prefix_caching": True, **(engine_kwargs or {})}
         self.llm = vllm_module.LLM(model=str(model_path), tokenizer=str(model_path), dtype=dtype, seed=seed, **kwargs)
@@ -170,9 +201,13 @@ class VLLMBackend:
         return None
 
     def generate(self, prompts: Sequence[Sequence[int]], max_tokens: int) -> list[list[int]]:
+        return self.generate_each(prompts, [max_tokens] * len(prompts))
+
+    def generate_each(self, prompts: Sequence[Sequence[int]], max_tokens: Sequence[int]) -> list[list[int]]:
+        """One engine call for prompts with different token limits (vLLM takes one SamplingParams per prompt)."""
         if not prompts:
             return []
-        params = self._sampling_params(temperature=0.0, max_tokens=int(max_tokens))
+        params = [self._sampling_params(temperature=0.0, max_tokens=int(limit)) for limit in max_tokens]
         requests = [{"prompt_token_ids": [int(t) for t in prompt]} for prompt in prompts]
         outputs = self.llm.generate(requests, params, use_tqdm=False)
         if len(outputs) != len(prompts):

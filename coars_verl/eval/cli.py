@@ -25,7 +25,7 @@ from typing import Optional
 
 from coars_verl.dialogue.parsers import DEFAULT_MAX_REASON_CHARS
 from coars_verl.dialogue.prompts import load_prompt_overrides
-from coars_verl.eval.backends import BACKENDS
+from coars_verl.eval.backends import BACKENDS, BackendUnavailable
 from coars_verl.eval.evaluate import TASKS, EvalOptions, evaluate
 from coars_verl.eval.report import markdown_single
 from coars_verl.eval.store import OptionsMismatch
@@ -111,7 +111,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     except OptionsMismatch as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    except (ValueError, FileNotFoundError) as exc:
+    except (ValueError, FileNotFoundError, BackendUnavailable) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(markdown_single(result))

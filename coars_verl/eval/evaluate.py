@@ -18,7 +18,7 @@ from coars_verl.dialogue.parsers import DEFAULT_MAX_REASON_CHARS
 from coars_verl.dialogue.prompts import PromptTemplates
 from coars_verl.dialogue.state import DialogueConfig
 from coars_verl.eval import data as data_mod
-from coars_verl.eval.backends import GenerationBackend, make_backend, resolve_backend_name
+from coars_verl.eval.backends import GenerationBackend, check_backend, make_backend, resolve_backend_name
 from coars_verl.eval.metrics import Judgment, recommendation_metrics, user_sim_metrics
 from coars_verl.eval.report import make_result, markdown_single
 from coars_verl.eval.runner import ChatCodec, GenerationLimits, run_dialogues, run_user_sim
@@ -127,6 +127,8 @@ def fingerprint(options: EvalOptions, backend_name: str, data_files: dict[str, A
         "dtype": options.dtype,
         "chat_template_kwargs": options.chat_template_kwargs,
         "decoding": "greedy",
+        # engine settings such as max_model_len change token budgets, so they decide the results too
+        **({"vllm_kwargs": options.vllm_kwargs} if backend_name == "vllm" else {}),
     }
 
 
@@ -164,6 +166,8 @@ def evaluate(
     start = time.perf_counter()
     out_dir = Path(out_dir)
     backend_name = backend.name if backend is not None else resolve_backend_name(options.backend)
+    if backend is None:
+        check_backend(backend_name, options.vllm_kwargs)  # before any file is written or a checkpoint merged
     batch_size = options.batch_size or DEFAULT_BATCH_SIZE.get(backend_name, 8)
     if options.dtype is None and backend is None:
         options = replace(options, dtype="auto" if backend_name == "vllm" else "float32")

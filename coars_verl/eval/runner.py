@@ -86,7 +86,10 @@ class _Request:
 
 
 def generate_grouped(backend: GenerationBackend, requests: Sequence[_Request]) -> list[list[int]]:
-    """One backend call per distinct ``max_tokens`` (usually one); results in request order."""
+    """All requests in one call when the backend takes a limit per prompt (``generate_each``, vLLM),
+    else one call per distinct ``max_tokens`` (usually one); results in request order."""
+    if hasattr(backend, "generate_each"):
+        return [list(c) for c in backend.generate_each([r.prompt for r in requests], [r.max_tokens for r in requests])]
     out: list[list[int]] = [[] for _ in requests]
     for limit in sorted({r.max_tokens for r in requests}):
         chosen = [i for i, r in enumerate(requests) if r.max_tokens == limit]

@@ -167,6 +167,40 @@ def test_vllm_backend_against_the_offline_api():
     assert backend.generate([], 7) == []
 
 
+def test_vllm_gets_every_prompt_with_its_own_limit_in_one_call():
+    from coars_verl.eval.runner import _Request, generate_grouped
+
+    log: dict = {}
+    backend = VLLMBackend("/models/m", vllm_module=fake_vllm_module(log))
+    requests = [_Request(0, "user", [1, 2], 5), _Request(1, "recommender", [3, 4, 5], 9), _Request(2, "user", [6], 5)]
+    assert generate_grouped(backend, requests) == [[2, 1], [5, 4, 3], [6]]
+    assert len(log["prompts"]) == 1  # one engine call, not one per distinct limit
+    assert [p["max_tokens"] for p in log["sampling"]] == [5, 9, 5]
+
+
+def test_vllm_kwargs_that_the_tool_sets_are_refused_by_name():
+    with pytest.raises(ValueError, match=r"\['dtype', 'seed'\] are set by the tool"):
+        VLLMBackend("/models/m", engine_kwargs={"dtype": "float16", "seed": 3, "max_model_len": 4096}, vllm_module=fake_vllm_module({}))
+
+
+def test_a_missing_vllm_fails_before_anything_is_written(tmp_path, capsys, monkeypatch):
+    import importlib.util
+
+    from coars_verl.eval import backends
+    from coars_verl.eval.cli import main
+
+    if importlib.util.find_spec("vllm") is not None:
+        pytest.skip("vLLM is installed here")
+    out = tmp_path / "out"
+    code = main(["--model", str(tmp_path / "no-model"), "--data", str(tmp_path), "--out", str(out), "--backend", "vllm"])
+    assert code == 2 and "vLLM is not installed" in capsys.readouterr().err
+    assert not out.exists()  # no run.json, no merge
+    assert backends.vllm_available() is False
+    # installed but broken: auto must not pick it, and the explicit choice names the error
+    monkeypatch.setattr(backends.importlib.util, "find_spec", lambda name: object())
+    assert "does not import" in backends.vllm_import_problem()
+
+
 def test_backend_names():
     assert resolve_backend_name("hf") == "hf"
     assert resolve_backend_name("auto") in ("hf", "vllm")
