@@ -172,7 +172,6 @@ def _unpadded(seq: list[int], pad: int) -> list[int]:
 class _Rows:
     histories: list[list[int]]
     targets: list[int]
-    source_rows: list[int]
 
 
 def _read_split(path: Path, pad: int, titles: dict[int, str]) -> tuple[_Rows, int]:
@@ -181,7 +180,7 @@ def _read_split(path: Path, pad: int, titles: dict[int, str]) -> tuple[_Rows, in
     if not isinstance(frame, pd.DataFrame) or not {"seq", "len_seq", "next"} <= set(frame.columns):
         found = f"columns {list(frame.columns)}" if isinstance(frame, pd.DataFrame) else type(frame).__name__
         raise DataFormatError(path, "a DataFrame with columns seq, len_seq, next", found=found)
-    rows = _Rows([], [], [])
+    rows = _Rows([], [])
     kept = frame[frame["len_seq"] >= LLARA_MIN_LEN_SEQ]
     for row, (seq, target) in zip(kept.index.tolist(), zip(kept["seq"].tolist(), kept["next"].tolist())):
         if not isinstance(seq, (list, tuple)):
@@ -193,12 +192,17 @@ def _read_split(path: Path, pad: int, titles: dict[int, str]) -> tuple[_Rows, in
             raise DataFormatError(path, f"row {row}: item ids present in the title file", found=str(unknown[:5]))
         rows.histories.append(history)
         rows.targets.append(target_id)
-        rows.source_rows.append(int(row))
     return rows, int(len(frame) - len(kept))
 
 
+def _flatten(groups: list[list[int]], index_of: dict[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """Per-row lists of item ids -> ``(offsets (N + 1,), flat item indices)``, the layout of :mod:`protocol`."""
+    offsets = np.concatenate([[0], np.cumsum([len(g) for g in groups])]).astype(np.int64)
+    return offsets, np.array([index_of[i] for g in groups for i in g], dtype=np.int64)
+
+
 def _user_sim(path: Path, pool: list[int], titles: dict[int, str], cfg: LlaraImportConfig, index_of: dict[int, int],
-              first_user: int) -> tuple[UserSimSet, list[str], list[dict[str, Any]]]:
+              first_user: int) -> tuple[UserSimSet, list[str]]:
     """AFL's ``lastfmAB_dataset``: per user the training candidates (drawn only to advance the
     stream as AFL does), then the judged items."""
     users = _read_pickle(path, "a pickled list of {user_id, artist_list, full_list} dicts")
@@ -206,7 +210,7 @@ def _user_sim(path: Path, pool: list[int], titles: dict[int, str], cfg: LlaraImp
         raise DataFormatError(path, "a pickled list of {user_id, artist_list, full_list} dicts", found=type(users).__name__)
     liked_n, fake_n = cfg.sim_counts()
     rng = random.Random(cfg.seed)
-    hist, pos, neg, judge, labels, user_ids, records = [], [], [], [], [], [], []
+    hist, pos, neg, judge, labels, user_ids = [], [], [], [], [], []
     for k, user in enumerate(users):
         if not isinstance(user, dict) or not {"user_id", "artist_list", "full_list"} <= set(user):
             raise DataFormatError(path, f"entry {k}: a dict with user_id, artist_list, full_list", found=repr(user)[:200])
@@ -226,27 +230,22 @@ def _user_sim(path: Path, pool: list[int], titles: dict[int, str], cfg: LlaraImp
         canset = [i for i in pool if i not in full and i not in taken]
         judged = rng.sample(canset, fake_n) + liked
         rng.shuffle(judged)
-        fake = [i for i in judged if i not in set(liked)]
+        liked_set = set(liked)
         hist.append(history)
         pos.append(liked)
-        neg.append(fake)
+        neg.append([i for i in judged if i not in liked_set])
         judge.append(judged)
-        labels.append([i in set(liked) for i in judged])
+        labels.append([i in liked_set for i in judged])
         user_ids.append(str(user["user_id"]))
-        records.append({"user_id": str(user["user_id"]), "judged": judged})
 
-    def flat(groups: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
-        offsets = np.concatenate([[0], np.cumsum([len(g) for g in groups])]).astype(np.int64)
-        return offsets, np.array([index_of[i] for g in groups for i in g], dtype=np.int64)
-
-    ho, hi = flat(hist)
-    po, pi = flat(pos)
-    no, ni = flat(neg)
-    jo, ji = flat(judge)
+    ho, hi = _flatten(hist, index_of)
+    po, pi = _flatten(pos, index_of)
+    no, ni = _flatten(neg, index_of)
+    jo, ji = _flatten(judge, index_of)
     sim = UserSimSet(user=np.arange(first_user, first_user + len(users), dtype=np.int64), hist_offsets=ho, hist_items=hi,
                      pos_offsets=po, pos_items=pi, neg_offsets=no, neg_items=ni, judge_offsets=jo, judge_items=ji,
                      judge_labels=np.array([x for row in labels for x in row], dtype=bool))
-    return sim, user_ids, records
+    return sim, user_ids
 
 
 def _empty_user_sim() -> UserSimSet:
@@ -270,7 +269,6 @@ def import_llara(raw_dir: str | Path, cfg: LlaraImportConfig = LlaraImportConfig
     drops = DropCounter()
     splits: dict[str, SplitSamples] = {}
     files = [title_path.name]
-    rows_by_split: dict[str, _Rows] = {}
     for split in SPLITS:
         path = raw_dir / SPLIT_FILES[split]
         if not path.is_file():
@@ -281,13 +279,13 @@ def import_llara(raw_dir: str | Path, cfg: LlaraImportConfig = LlaraImportConfig
             drops.add(f"{split}_len_seq_below_{LLARA_MIN_LEN_SEQ}", dropped)
         rng = random.Random(cfg.seed)
         candidates = [draw_candidates(rng, pool, h, t, cfg.num_candidates) for h, t in zip(rows.histories, rows.targets)]
-        rows_by_split[split] = rows
         n = len(rows.targets)
+        hist_offsets, hist_items = _flatten(rows.histories, index_of)
         splits[split] = SplitSamples(
             user=np.zeros(n, dtype=np.int64),
             target=np.array([index_of[t] for t in rows.targets], dtype=np.int64),
-            hist_offsets=np.concatenate([[0], np.cumsum([len(h) for h in rows.histories])]).astype(np.int64),
-            hist_items=np.array([index_of[i] for h in rows.histories for i in h], dtype=np.int64),
+            hist_offsets=hist_offsets,
+            hist_items=hist_items,
             candidates=np.array([[index_of[c] for c in row] for row in candidates], dtype=np.int64).reshape(n, cfg.num_candidates),
         )
 
@@ -300,7 +298,7 @@ def import_llara(raw_dir: str | Path, cfg: LlaraImportConfig = LlaraImportConfig
         if not sim_path.is_file():
             raise DataFormatError(sim_path, "AFL's user-simulation file (lastfm_ab/test_llara.pkl)")
         files.append(sim_path.name)
-        sim, sim_users, _ = _user_sim(sim_path, pool, titles, cfg, index_of, first_user=len(user_ids))
+        sim, sim_users = _user_sim(sim_path, pool, titles, cfg, index_of, first_user=len(user_ids))
         user_ids += sim_users
         user_sim["test"] = sim
         liked, fake = cfg.sim_counts()

@@ -53,6 +53,11 @@ def compact_record(summary: Mapping[str, Any], max_reason_chars: int = 300) -> d
     }
 
 
+def _names_a_user(user_id: Any) -> bool:
+    """False for a missing (None or blank) id: such samples belong to no user."""
+    return user_id is not None and bool(str(user_id).strip())
+
+
 class DialogueMemory:
     """Bounded per-user store of compact dialogue records (see module docstring for the rules)."""
 
@@ -71,7 +76,7 @@ class DialogueMemory:
         (``None`` or blank) id stores nothing: samples without a user id (LLaRA's files) belong to
         no user, and pooling them would show one person's dialogues as another's memory.
         """
-        if user_id is None or not str(user_id).strip():
+        if not _names_a_user(user_id):
             return
         stored = json.loads(json.dumps(dict(record)))  # deep copy + proof of JSON-serialisability
         stored["step"] = int(step)
@@ -94,7 +99,7 @@ class DialogueMemory:
         With ``before_step``, only records with ``step < before_step`` are eligible (use the current
         step so that dialogues of this very step never serve as memory). Unknown user -> ``[]``.
         """
-        if user_id is None or not str(user_id).strip():
+        if not _names_a_user(user_id):
             return []
         records = self._users.get(str(user_id), [])
         if before_step is not None:

@@ -60,12 +60,17 @@ def vllm_available() -> bool:
     return vllm_import_problem() is None
 
 
-def check_backend(name: str, vllm_kwargs: Optional[dict[str, Any]] = None) -> None:
-    """Fail early (before any file is written or a checkpoint merged) when the backend cannot run
-    or its options collide; raises ``BackendUnavailable`` or ``ValueError``."""
+def check_vllm_kwargs(vllm_kwargs: Optional[dict[str, Any]]) -> None:
+    """ValueError when ``--vllm-kwargs`` sets an argument the tool sets itself."""
     reserved = sorted(set(vllm_kwargs or {}) & set(VLLM_RESERVED_KWARGS))
     if reserved:
         raise ValueError(f"--vllm-kwargs: {reserved} are set by the tool itself (use --model, --dtype, --seed); remove them")
+
+
+def check_backend(name: str, vllm_kwargs: Optional[dict[str, Any]] = None) -> None:
+    """Fail early (before any file is written or a checkpoint merged) when the backend cannot run
+    or its options collide; raises ``BackendUnavailable`` or ``ValueError``."""
+    check_vllm_kwargs(vllm_kwargs)
     if name == "vllm":
         problem = vllm_import_problem()
         if problem:
@@ -182,7 +187,8 @@ class VLLMBackend:
         if vllm_module is None:
             check_backend("vllm", engine_kwargs)
             import vllm as vllm_module  # noqa: PLC0415 - optional dependency, imported on use
-        check_backend("", engine_kwargs)
+        else:
+            check_vllm_kwargs(engine_kwargs)
         self._sampling_params = vllm_module.SamplingParams
         kwargs = {"enable_prefix_caching": True, **(engine_kwargs or {})}
         self.llm = vllm_module.LLM(model=str(model_path), tokenizer=str(model_path), dtype=dtype, seed=seed, **kwargs)

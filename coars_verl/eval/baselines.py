@@ -113,9 +113,7 @@ def run_baselines(
     """
     if not 0.0 <= p_yes <= 1.0:
         raise ValueError("p_yes must be in [0, 1]")
-    unknown = sorted(set(tasks) - set(data_mod.TASKS))
-    if unknown or not tasks:
-        raise ValueError(f"tasks: expected some of {list(data_mod.TASKS)}, got {list(tasks)}")
+    data_mod.check_tasks(tasks)
     dialogues, user_sim = data_mod.TASK_DIALOGUE in tasks, data_mod.TASK_USER_SIM in tasks
     rows = data_mod.load_dialogue_rows(data_dir, split, max_samples, one_per_user) if dialogues else []
     users = data_mod.load_user_sim_rows(data_dir, split, max_users) if user_sim else []

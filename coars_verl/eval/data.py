@@ -56,6 +56,13 @@ TASKS = (TASK_DIALOGUE, TASK_USER_SIM)
 """What an evaluation scores: recommendation dialogues, user-simulation judgments."""
 
 
+def check_tasks(tasks) -> None:
+    """ValueError unless ``tasks`` is a non-empty selection of :data:`TASKS`."""
+    unknown = sorted(set(tasks) - set(TASKS))
+    if unknown or not tasks:
+        raise ValueError(f"tasks: unknown {unknown}; expected some of {TASKS}")
+
+
 def dialogue_file(data_dir: str | Path, split: str) -> Path:
     return Path(data_dir) / f"{split}.parquet"
 

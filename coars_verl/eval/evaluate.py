@@ -63,9 +63,7 @@ class EvalOptions:
         )
 
     def check(self) -> None:
-        unknown = sorted(set(self.tasks) - set(TASKS))
-        if unknown or not self.tasks:
-            raise ValueError(f"tasks: unknown {unknown}; expected some of {TASKS}")
+        data_mod.check_tasks(self.tasks)
         for name in ("max_samples", "max_users", "batch_size", "response_budget"):
             value = getattr(self, name)
             if value is not None and value < 1:
