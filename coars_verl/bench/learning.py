@@ -38,6 +38,7 @@ VARIANTS = {
     "no_coupling": ("+ablation=no_coupling",),
     "false_accept_0.5": ("coars.reward.false_accept_weight=0.5",),
     "false_reject_1": ("coars.reward.false_reject_weight=1.0",),
+    "false_reject_3": ("coars.reward.false_reject_weight=3.0",),
     "beta_2": ("coars.reward.beta=2.0",),
     "teacher_sibling": ("+ablation=teacher_sibling",),
     "teacher_hindsight": ("+ablation=teacher_hindsight",),
