@@ -131,10 +131,67 @@ def check_components() -> tuple[list[ComponentStatus], dict[str, str]]:
     for kind, name in EXPECTED:
         registry, lookup = LOOKUPS[kind]
         try:
-            statuses.append(ComponentStatus(kind, name, registry, True, target=lookup(name)))
+            target = lookup(name)
         except Exception as exc:
             statuses.append(ComponentStatus(kind, name, registry, False, error=f"{type(exc).__name__}: {exc}"))
+            continue
+        if "entry point" in problems:  # found only because this command imported the plugin itself; main_ppo would not
+            statuses.append(ComponentStatus(kind, name, registry, False, target=target, error="not loaded by verl (see the entry point error)"))
+        else:
+            statuses.append(ComponentStatus(kind, name, registry, True, target=target))
     return statuses, problems
+
+
+def cpu_path() -> dict[str, object]:
+    """Whether main_ppo started from this environment takes our CPU path (only ``VERL_PLATFORM=cpu`` selects it)."""
+    import os
+
+    import torch
+
+    from coars_verl.cpu.platform import PLATFORM_ENV_VAR, cpu_platform_requested
+
+    active = cpu_platform_requested()
+    if active:
+        text = f"active ({PLATFORM_ENV_VAR}=cpu): the 'cpu' platform and, with rollout.name=hf, the transformers rollout"
+    else:
+        value = os.environ.get(PLATFORM_ENV_VAR)
+        text = (f"inactive ({PLATFORM_ENV_VAR}={value!r}" if value else f"inactive ({PLATFORM_ENV_VAR} unset") + "): verl picks its platform; " + (
+            "CUDA is available" if torch.cuda.is_available() else f"no CUDA here, so set {PLATFORM_ENV_VAR}=cpu (the CPU recipes do it for Ray's workers)")
+    return {"active": active, "text": text}
+
+
+def config_problems(config_name: str, overrides: list[str], config_path: Optional[str] = None) -> list[str]:
+    """Compose a recipe (or verl's ``ppo_trainer``) as main_ppo would and name what cannot work; see
+    :mod:`coars_verl.composition`. The CPU checks apply when ``VERL_PLATFORM=cpu`` is set."""
+    import os
+    from pathlib import Path
+
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    from coars_verl.composition import composition_problems, cpu_problems
+    from coars_verl.cpu.launch import RECIPES_DIR
+    from coars_verl.cpu.platform import cpu_platform_requested
+
+    directory = Path(config_path).expanduser().resolve() if config_path else RECIPES_DIR
+    if not (directory / f"{config_name}.yaml").is_file():
+        import verl
+
+        verl_config = Path(verl.__file__).parent / "trainer" / "config"
+        if config_path is None and (verl_config / f"{config_name}.yaml").is_file():
+            directory = verl_config
+        else:
+            return [f"--config-name {config_name}: no {config_name}.yaml in {directory}"]
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(config_dir=str(directory), version_base=None):
+            config = compose(config_name=config_name, overrides=overrides)
+    except Exception as exc:  # a typo in an override is a finding, not a crash
+        return [f"cannot compose {config_name} with {overrides}: {type(exc).__name__}: {exc}"]
+    problems = composition_problems(config)
+    if cpu_platform_requested():
+        problems += cpu_problems(config, os.cpu_count() or 1)
+    return problems
 
 
 def gpu_problems() -> dict[str, str]:
@@ -162,27 +219,41 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m coars_verl.doctor", description=__doc__.splitlines()[0])
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of a report")
     parser.add_argument("--gpu", action="store_true", help="also check what the GPU recipes need (CUDA, vLLM, flash-attn)")
+    parser.add_argument("--config-name", help="also compose this recipe (or verl's ppo_trainer) with the overrides and check that "
+                                              "its CoARS components can work together (and, with VERL_PLATFORM=cpu, on CPU)")
+    parser.add_argument("--config-path", help="folder of --config-name (default: our recipes/, then verl's own config)")
+    parser.add_argument("overrides", nargs="*", help="Hydra overrides for --config-name, as main_ppo takes them")
     args = parser.parse_args(argv)
+    if args.overrides and not args.config_name:
+        parser.error("overrides need --config-name")
 
     versions = package_versions()
     statuses, problems = check_components()
+    cpu = cpu_path()
     if args.gpu:
         problems.update({f"gpu: {k}": v for k, v in gpu_problems().items()})
+    if args.config_name:
+        problems.update({f"config {args.config_name}": "\n".join(f"- {p}" for p in found)
+                         for found in [config_problems(args.config_name, args.overrides, args.config_path)] if found})
     ok = all(s.found for s in statuses) and not problems
     if args.json:
-        print(json.dumps({"ok": ok, "versions": versions, "components": [asdict(s) for s in statuses], "problems": problems}, indent=2))
+        print(json.dumps({"ok": ok, "versions": versions, "cpu_path": cpu, "components": [asdict(s) for s in statuses],
+                          "problems": problems}, indent=2))
         return 0 if ok else 1
 
     print("coars_verl doctor")
     print("versions: " + ", ".join(f"{k} {v or 'not installed'}" for k, v in versions.items()))
+    print(f"CPU path: {cpu['text']}")
     width = max(len(s.kind) for s in statuses)
     for s in statuses:
-        mark = "ok     " if s.found else "MISSING"
+        mark = "ok     " if s.found else ("NOT LOADED" if s.target else "MISSING")
         detail = s.target if s.found else s.error
         print(f"  [{mark}] {s.kind:<{width}}  {s.name:<20} {detail}")
     for what, text in problems.items():
         print(f"\nERROR ({what}):\n{text}")
-    print(("all components registered" + (" and the GPU recipes' needs met" if args.gpu else "")) if ok else "\nsomething is missing: see above")
+    done = "all components registered" + (" and the GPU recipes' needs met" if args.gpu else "") + (
+        f"; {args.config_name} combines them correctly" if args.config_name else "")
+    print(done if ok else "\nsomething is missing: see above")
     return 0 if ok else 1
 
 

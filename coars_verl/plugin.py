@@ -8,15 +8,18 @@ missing components into a non-zero exit. ``COARS_VERL_STRICT=1`` re-raises inste
 
 from __future__ import annotations
 
+import functools
 import importlib
 import logging
 import os
+import sys
 import traceback
 
 logger = logging.getLogger("coars_verl")
 
 # (component, module whose import registers it, callable in that module to run, or None)
 COMPONENT_MODULES: tuple[tuple[str, str, str | None], ...] = (
+    ("config check in the driver", "coars_verl.plugin", "install_config_check"),
     ("cpu platform + hf rollout backend", "coars_verl.cpu.registration", "register_cpu_components"),
     ("agent loop", "coars_verl.agent_loop", None),
     ("reward manager", "coars_verl.reward_manager", None),
@@ -25,6 +28,44 @@ COMPONENT_MODULES: tuple[tuple[str, str, str | None], ...] = (
 )
 
 REGISTRATION_ERRORS: dict[str, str] = {}
+
+
+def checked_config(validate_config):
+    """verl's ``validate_config`` followed by our composition check (:mod:`coars_verl.composition`) and,
+    on the CPU platform, the CPU checks: main_ppo calls it in the driver, before Ray starts, so a
+    config that would train wrongly, ignore a setting or hang stops there with our message."""
+    if getattr(validate_config, "coars_checked", False):
+        return validate_config
+
+    @functools.wraps(validate_config)
+    def validate_then_check(config, *args, **kwargs):
+        result = validate_config(config, *args, **kwargs)
+        from coars_verl.composition import CompositionError, composition_problems, cpu_problems
+        from coars_verl.cpu.platform import cpu_platform_requested
+
+        problems = composition_problems(config)
+        if cpu_platform_requested():
+            problems += cpu_problems(config, os.cpu_count() or 1)
+        if problems:
+            raise CompositionError(problems)
+        return result
+
+    validate_then_check.coars_checked = True
+    return validate_then_check
+
+
+def install_config_check() -> None:
+    """Wrap ``verl.utils.config.validate_config`` (and the name ``verl.utils`` re-exports) with :func:`checked_config`.
+    Runs at plugin import, inside ``import verl``, before main_ppo binds the name."""
+    import verl.utils
+    import verl.utils.config as verl_config
+
+    verl_config.validate_config = checked_config(verl_config.validate_config)
+    verl.utils.validate_config = verl_config.validate_config
+    for module_name in ("verl.trainer.main_ppo", "verl.trainer.main_ppo_v0"):
+        module = sys.modules.get(module_name)  # imported before the plugin (unusual): patch its binding too
+        if module is not None and hasattr(module, "validate_config"):
+            module.validate_config = verl_config.validate_config
 
 
 def _register(component: str, module_name: str, function_name: str | None) -> None:

@@ -46,8 +46,8 @@ from verl.workers.utils.padding import response_from_nested, response_to_nested
 from coars_verl.algo.advantage import MODE_OFF, TEACHER_REFERENCE, clip_hit_mask, delta_stats
 from coars_verl.algo.role_batch import role_scores, scores_on_last_token, self_distill_delta
 from coars_verl.algo.role_metrics import role_advantage_gap, role_metrics
+from coars_verl.composition import check_composition
 from coars_verl.constants import (
-    ADV_ESTIMATOR_NAME,
     EXTRA_CORE_SECONDS,
     EXTRA_PROMPT_MESSAGES,
     EXTRA_ROLE,
@@ -104,11 +104,7 @@ def nested_fields(tensors: dict[str, torch.Tensor], response_mask_nested) -> Ten
 @register_trainer(TRAINER_MODE_NAME)
 class CoarsPPOTrainer(PPOTrainerSync):
     def __init__(self, config):
-        if config.algorithm.adv_estimator != ADV_ESTIMATOR_NAME:
-            raise ValueError(
-                f"trainer.v1.trainer_mode={TRAINER_MODE_NAME} computes per-role advantages with "
-                f"algorithm.adv_estimator={ADV_ESTIMATOR_NAME}; got {config.algorithm.adv_estimator!r}"
-            )
+        check_composition(config)  # main_ppo ran it in the driver already; this covers other entry points
         self.sd_config = self_distill_config(config.algorithm)
         problem = reference_teacher_problem(config)
         if problem:

@@ -45,3 +45,28 @@ def test_doctor_gpu_names_what_the_gpu_recipes_lack_with_the_fix():
     if "gpu: flash_attn" in expected:
         assert "pip install flash-attn" in report["problems"]["gpu: flash_attn"]
     assert json.loads(_doctor("--json").stdout)["ok"] is True  # without --gpu a CPU machine is fine
+
+
+def test_doctor_marks_rows_not_loaded_when_verl_skips_the_plugin():
+    proc = _doctor(env={**os.environ, "VERL_USE_EXTERNAL_PLUGINS": "none"})
+    assert "[ok     ]" not in proc.stdout
+    assert proc.stdout.count("[NOT LOADED]") == 6
+
+
+def test_doctor_says_whether_the_cpu_path_is_active():
+    env = {k: v for k, v in os.environ.items() if k != "VERL_PLATFORM"}
+    assert "CPU path: inactive (VERL_PLATFORM unset)" in _doctor(env=env).stdout
+    report = json.loads(_doctor("--json", env={**env, "VERL_PLATFORM": "cpu"}).stdout)
+    assert report["cpu_path"]["active"] is True
+
+
+def test_doctor_checks_a_composed_config_for_components_that_need_each_other():
+    bad = _doctor("--config-name", "ppo_trainer", "algorithm.adv_estimator=grpo", "+algorithm.coars.self_distill.mode=rlsd")
+    assert bad.returncode == 1
+    assert "algorithm.coars.* is read only by algorithm.adv_estimator=coars_grpo" in bad.stdout
+    env = {**os.environ, "VERL_PLATFORM": "cpu"}
+    good = _doctor("--config-name", "cpu_learning_tiny", env=env)
+    assert good.returncode == 0, good.stdout
+    assert "cpu_learning_tiny combines them correctly" in good.stdout
+    on_cpu = _doctor("--config-name", "cpu_learning_tiny", "ray_kwargs.ray_init.num_cpus=2", env=env)
+    assert on_cpu.returncode == 1 and "ray_kwargs.ray_init.num_cpus=16" in on_cpu.stdout
