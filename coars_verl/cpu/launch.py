@@ -18,9 +18,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from coars_verl.recipes import RECIPES_DIR
 from coars_verl.utils.metrics_log import read_metrics
-
-RECIPES_DIR = Path(__file__).resolve().parents[2] / "recipes"
 
 
 @dataclass
