@@ -98,7 +98,10 @@ def copy_checkout(dest: Path) -> None:
                             capture_output=True).stdout.decode().split("\0")
     for rel in filter(None, listed):
         src = REPO_ROOT / rel
-        if src.is_file():
+        if src.is_symlink():  # recipes/ -> coars_verl/recipes
+            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+            os.symlink(os.readlink(src), dest / rel)
+        elif src.is_file():
             (dest / rel).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(src, dest / rel)
 

@@ -16,8 +16,9 @@ from coars_verl.trainer import reference_teacher_problem
 from coars_verl.dialogue.state import DialogueConfig
 from coars_verl.estimator import self_distill_config
 from coars_verl.rewards.interaction import RewardConfig
+from coars_verl.recipes import RECIPES_DIR
 
-RECIPES = Path(__file__).resolve().parents[2] / "recipes"
+RECIPES = RECIPES_DIR
 PATHS = ["actor_rollout_ref.model.path=/models/m", "data.train_files=/d/train.parquet", "data.val_files=/d/valid.parquet"]
 ABLATIONS = sorted(p.stem for p in (RECIPES / "ablation").glob("*.yaml"))
 

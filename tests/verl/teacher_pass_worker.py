@@ -15,7 +15,7 @@ import socket
 import sys
 from pathlib import Path
 
-RECIPES = Path(__file__).resolve().parents[2] / "recipes"
+RECIPES = Path(__file__).resolve().parents[2] / "coars_verl" / "recipes"
 
 
 def _free_port() -> int:

@@ -16,9 +16,10 @@ from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 
 from coars_verl.composition import CompositionError, check_composition, composition_problems, cpu_problems
+from coars_verl.recipes import RECIPES_DIR
 
 VERL_CONFIG = Path(verl.__file__).parent / "trainer" / "config"
-RECIPES = Path(__file__).resolve().parents[2] / "recipes"
+RECIPES = RECIPES_DIR
 PATHS = ["actor_rollout_ref.model.path=/models/m", "data.train_files=/d/train.parquet", "data.val_files=/d/valid.parquet"]
 STOCK_WITH_OUR_LOOP_AND_REWARD = [
     "algorithm.adv_estimator=grpo",
