@@ -156,10 +156,27 @@ def composition_problems(config: Any) -> list[str]:
     if has_algorithm_coars and not chosen.estimator:
         problems.append(f"algorithm.coars.* is read only by algorithm.adv_estimator={ADV_ESTIMATOR_NAME}, which is not selected "
                         f"(adv_estimator={_get(config, 'algorithm.adv_estimator')!r}): the setting would be ignored")
+    if chosen.trainer_mode and not chosen.agent_loop and chosen.agent_loop_known:
+        problems.extend(_single_turn_source_problems(config))
     if has_coars and not (chosen.agent_loop or chosen.reward_manager) and chosen.agent_loop_known:
         problems.append(f"coars.* is read by the {AGENT_LOOP_NAME} agent loop and the {REWARD_MANAGER_NAME} reward manager, and "
                         "neither is selected: the settings would be ignored")
     return problems
+
+
+def _single_turn_source_problems(config: Any) -> list[str]:
+    """With verl's own agent loops only the sibling and target sources have anything to say."""
+    from coars_verl.algo.advantage import MODE_OFF, SelfDistillConfig
+    from coars_verl.distill.contexts import SOURCE_SIBLING, SOURCE_TARGET
+
+    try:
+        sd = SelfDistillConfig.from_mapping(_container(config, "algorithm.coars").get("self_distill") or {})
+    except (TypeError, ValueError):
+        return []  # reported by setting_problems
+    if sd.mode == MODE_OFF or {SOURCE_SIBLING, SOURCE_TARGET} & set(sd.sources):
+        return []
+    return [f"algorithm.coars.self_distill.sources={list(sd.sources)} on a single-turn task (no {AGENT_LOOP_NAME} agent loop): "
+            f"memory and hindsight need a dialogue, so no sample would get a teacher; use {SOURCE_SIBLING} and/or {SOURCE_TARGET}"]
 
 
 def check_composition(config: Any) -> None:

@@ -15,6 +15,8 @@ PLATFORM_NAME = "cpu"
 ROLE_USER = "user"
 ROLE_RECOMMENDER = "recommender"
 ROLES = (ROLE_USER, ROLE_RECOMMENDER)
+ROLE_SINGLE = "single"
+"""The one role of a single-turn verl task's samples (``coars_sync`` with verl's own agent loops)."""
 """Output order of one dialogue: the user agent first, the recommender last (verl reads the final output)."""
 
 DATA_SOURCE_PREFIX = "coars/"

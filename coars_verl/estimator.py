@@ -7,7 +7,8 @@ token-level signal ``delta`` then shapes each token's advantage (modes ``rlsd``,
 
 verl's stock trainer passes only ``token_level_rewards, response_mask, index, config``; the roles
 and ``delta`` come from the ``coars_sync`` trainer mode (:mod:`coars_verl.trainer`), which is
-therefore required.
+therefore required. With verl's own agent loops every sample has the one role ``single``, so the
+groups are GRPO's and the teacher's delta adds token credit to a plain single-turn task.
 """
 
 from __future__ import annotations

@@ -53,9 +53,10 @@ from coars_verl.constants import (
     EXTRA_ROLE,
     EXTRA_SUMMARY,
     ROLE_RECOMMENDER,
+    ROLE_SINGLE,
     TRAINER_MODE_NAME,
 )
-from coars_verl.distill.batch_contexts import batch_teacher_prompts
+from coars_verl.distill.batch_contexts import batch_teacher_prompts, single_turn_teacher_prompts
 from coars_verl.distill.contexts import SOURCE_MEMORY
 from coars_verl.distill.memory import DialogueMemory, compact_record
 from coars_verl.estimator import self_distill_config
@@ -94,6 +95,18 @@ def reference_teacher_problem(config) -> str | None:
     )
 
 
+def is_dialogue_batch(extras) -> bool:
+    """True when every sample came from the ``coars_dialogue`` agent loop (it tags each with its role),
+    False when none did (a verl agent loop's single-turn task); a mix cannot be trained as either."""
+    tagged = [EXTRA_ROLE in extra for extra in extras]
+    if all(tagged):
+        return True
+    if not any(tagged):
+        return False
+    raise ValueError(f"{sum(tagged)} of {len(tagged)} samples come from the coars_dialogue agent loop: a batch must be "
+                     "all dialogues or all single-turn samples (check the data's agent_name column)")
+
+
 def nested_fields(tensors: dict[str, torch.Tensor], response_mask_nested) -> TensorDict:
     """``(B, R)`` padded tensors -> verl's per-sample nested layout (row i keeps sample i's first
     ``len_i`` tokens, ``len_i`` from ``response_mask_nested``), the form written back to TransferQueue."""
@@ -124,14 +137,22 @@ class CoarsPPOTrainer(PPOTrainerSync):
         extras = [getattr(e, "data", e) for e in data.pop("extra_fields").tolist()]
         data = DataProto(batch=data.to_padded_tensor())
         data.non_tensor_batch["uid"] = np.array(data.batch.pop("uid").tolist(), dtype=object)
-        roles = [extra[EXTRA_ROLE] for extra in extras]
-        reward_infos = [extra["reward_extra_info"] for extra in extras]
+        dialogue = is_dialogue_batch(extras)
         real = [not tag.get("is_padding", False) for tag in batch.tags]
 
-        # 1. each sample gets its own role's reward, on its last response token
-        scores = role_scores(roles, reward_infos)
-        rm_scores = scores_on_last_token(scores, response_lengths, data.batch["rm_scores"].shape[-1]).to(data.batch["rm_scores"].dtype)
-        data.batch["rm_scores"] = rm_scores
+        # 1. each sample gets its own role's reward, on its last response token (a single-turn task's
+        #    samples are one role and keep verl's reward)
+        if dialogue:
+            roles = [extra[EXTRA_ROLE] for extra in extras]
+            reward_infos = [extra["reward_extra_info"] for extra in extras]
+            scores = role_scores(roles, reward_infos)
+            width, dtype = data.batch["rm_scores"].shape[-1], data.batch["rm_scores"].dtype
+            data.batch["rm_scores"] = scores_on_last_token(scores, response_lengths, width).to(dtype)
+        else:
+            roles = [ROLE_SINGLE] * len(extras)
+            reward_infos = [extra.get("reward_extra_info", {}) for extra in extras]
+            scores = data.batch["rm_scores"].float().sum(-1)
+        rm_scores = data.batch["rm_scores"]
         data.batch["token_level_scores"] = rm_scores
         if self.config.algorithm.use_kl_in_reward:
             data, kl_metrics = apply_kl_penalty(data, kl_ctrl=self.kl_ctrl_in_reward, kl_penalty=self.config.algorithm.kl_penalty)
@@ -150,7 +171,7 @@ class CoarsPPOTrainer(PPOTrainerSync):
         # 3. self-distillation: teacher minus student log-probs of the sampled tokens
         delta = None
         if self.sd_config.mode != MODE_OFF:
-            delta, has_context = self._self_distill_delta(batch, data, extras, roles, scores.tolist(), real, metrics)
+            delta, has_context = self._self_distill_delta(batch, data, extras, roles, scores.tolist(), real, metrics, dialogue)
 
         # 4. per-role advantages
         estimator = core_algos.get_adv_estimator_fn(self.config.algorithm.adv_estimator)
@@ -169,19 +190,22 @@ class CoarsPPOTrainer(PPOTrainerSync):
         mask = data.batch["response_mask"].float()
         mean_adv = ((advantages * mask).sum(-1) / mask.sum(-1).clamp(min=1)).tolist()
         kept_roles = [roles[i] for i in keep]
-        metrics.update(role_metrics(kept_roles, [reward_infos[i] for i in keep], [mask[i].sum().item() for i in keep], [mean_adv[i] for i in keep]))
-        sessions = [batch.keys[i].rsplit("_", 1)[0] for i in keep]  # keys are {uid}_{session}_{output index}
-        metrics["coars/dialogue/role_advantage_gap_mean"] = role_advantage_gap(sessions, kept_roles, [mean_adv[i] for i in keep])
+        metrics.update(role_metrics(kept_roles, [float(scores[i]) for i in keep], [reward_infos[i] for i in keep],
+                                    [mask[i].sum().item() for i in keep], [mean_adv[i] for i in keep]))
         if delta is not None:
             clip_hit = clip_hit_mask(self.sd_config, advantages, delta, data.batch["response_mask"])
             metrics.update(delta_stats(delta[keep], data.batch["response_mask"][keep], kept_roles, clip_hit[keep], has_context[keep], prefix="coars/sd"))
-        self._remember([extras[i] for i in keep])
-        dialogues = [extras[i] for i in keep if roles[i] == ROLE_RECOMMENDER]
-        metrics["timing_s/coars_dialogue_core"] = sum(float(e.get(EXTRA_CORE_SECONDS, 0.0)) for e in dialogues)
-        metrics["timing_s/coars_reward"] = sum(float(e["reward_extra_info"].get(REWARD_SECONDS_KEY, 0.0)) for e in dialogues)
+        if dialogue:
+            sessions = [batch.keys[i].rsplit("_", 1)[0] for i in keep]  # keys are {uid}_{session}_{output index}
+            metrics["coars/dialogue/role_advantage_gap_mean"] = role_advantage_gap(sessions, kept_roles, [mean_adv[i] for i in keep])
+            self._remember([extras[i] for i in keep])
+            dialogues = [extras[i] for i in keep if roles[i] == ROLE_RECOMMENDER]
+            metrics["timing_s/coars_dialogue_core"] = sum(float(e.get(EXTRA_CORE_SECONDS, 0.0)) for e in dialogues)
+            metrics["timing_s/coars_reward"] = sum(float(e["reward_extra_info"].get(REWARD_SECONDS_KEY, 0.0)) for e in dialogues)
         metrics["timing_s/coars_advantage"] = time.perf_counter() - started - metrics.get("timing_s/coars_teacher", 0.0)
+        return self._write_back(batch, data, response_mask_nested, rollout_correction)
 
-        # 5. write back
+    def _write_back(self, batch, data, response_mask_nested, rollout_correction: bool):
         fields = ["advantages", "returns", "token_level_rewards", "rm_scores"]
         if rollout_correction:
             fields.append("response_mask")
@@ -191,17 +215,27 @@ class CoarsPPOTrainer(PPOTrainerSync):
         return tq.kv_batch_put(keys=batch.keys, partition_id=batch.partition_id, fields=output)
 
     # ------------------------------------------------------------------ self-distillation
-    def _self_distill_delta(self, batch, data, extras, roles, own_role_scores, real, metrics):
+    def _self_distill_delta(self, batch, data, extras, roles, own_role_scores, real, metrics, dialogue: bool):
         """``(B, R)`` delta and ``(B,)`` has-context mask; logs context shares, tokens and time."""
         start = time.perf_counter()
         cfg = self.sd_config
         uids = data.non_tensor_batch["uid"]
-        stored_prompts = tq.kv_batch_get(keys=batch.keys, partition_id=batch.partition_id, select_fields=["prompts"])["prompts"]
-        teacher = batch_teacher_prompts(
-            uids, roles, [extra[EXTRA_SUMMARY] for extra in extras], own_role_scores,
-            [extra[EXTRA_PROMPT_MESSAGES] for extra in extras], [p.tolist() for p in stored_prompts], real,
-            self._render_prompt, cfg, memory=self.memory, step=self.global_steps,
-        )
+        if dialogue:
+            stored_prompts = tq.kv_batch_get(keys=batch.keys, partition_id=batch.partition_id, select_fields=["prompts"])["prompts"]
+            teacher = batch_teacher_prompts(
+                uids, roles, [extra[EXTRA_SUMMARY] for extra in extras], own_role_scores,
+                [extra[EXTRA_PROMPT_MESSAGES] for extra in extras], [p.tolist() for p in stored_prompts], real,
+                self._render_prompt, cfg, memory=self.memory, step=self.global_steps,
+            )
+        else:  # a verl agent loop's samples: the dataset row travels with each sample
+            stored = tq.kv_batch_get(keys=batch.keys, partition_id=batch.partition_id,
+                                     select_fields=["prompts", "responses", "raw_prompt", "reward_model"])
+            reward_models = [getattr(r, "data", r) or {} for r in list(stored["reward_model"])]
+            teacher = single_turn_teacher_prompts(
+                uids, [self.tokenizer.decode(ids, skip_special_tokens=True) for ids in stored["responses"].unbind()], own_role_scores,
+                [rm.get("ground_truth") for rm in reward_models], [list(getattr(m, "data", m)) for m in list(stored["raw_prompt"])],
+                [p.tolist() for p in stored["prompts"].unbind()], real, self._render_prompt, cfg,
+            )
         rows = sorted(teacher.prompts)
         teacher_rows, padding = {}, 0
         if rows:
@@ -307,15 +341,15 @@ class CoarsPPOTrainer(PPOTrainerSync):
         inputs, outputs = decode(data["prompts"]), decode(data["responses"])
         scores = [float(row.sum()) for row in data["rm_scores"].unbind()]
         advantages = [float(a.float().sum() / m.float().sum().clamp(min=1)) for a, m in zip(data["advantages"].unbind(), data["response_mask"].unbind())]
-        infos = [extra["reward_extra_info"] for extra in extras]
+        infos = [extra.get("reward_extra_info", {}) for extra in extras]
         per_sample = {
             "key": list(batch.keys),
             "uid": uids,
-            "role": [extra[EXTRA_ROLE] for extra in extras],
+            "role": [extra.get(EXTRA_ROLE, ROLE_SINGLE) for extra in extras],
             "advantage_mean": advantages,
             "response_tokens": [int(m.sum()) for m in data["response_mask"].unbind()],
             "is_padding": [bool(tag.get("is_padding", False)) for tag in batch.tags],
-            **{name: [float(info[name]) for info in infos] for name in ("rec/reward", "user/reward", "hit")},
+            **({name: [float(info[name]) for info in infos] for name in ("rec/reward", "user/reward", "hit")} if is_dialogue_batch(extras) else {}),
         }
         self._dump_generations(inputs=inputs, outputs=outputs, gts=[None] * len(inputs), scores=scores,
                                reward_extra_infos_dict=per_sample, dump_path=rollout_data_dir)

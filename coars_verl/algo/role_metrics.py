@@ -48,6 +48,7 @@ def role_advantage_gap(sessions: Sequence[str], roles: Sequence[str], advantages
 
 def role_metrics(
     roles: Sequence[str],
+    rewards: Sequence[float],
     reward_infos: Sequence[Mapping[str, float]],
     response_lengths: Sequence[float],
     advantages: Sequence[float],
@@ -57,8 +58,9 @@ def role_metrics(
     quality figures (hit rate, turns, valid ratio, user accuracy, ...).
 
     Args:
-        roles, reward_infos, response_lengths, advantages: one entry per sample (B); the
-            advantage is the sample's mean advantage over its valid tokens.
+        roles, rewards, reward_infos, response_lengths, advantages: one entry per sample (B): its
+            role, the reward it trained on, its dialogue's reward info (empty for a single-turn
+            sample), its response length and its mean advantage over its valid tokens.
     """
     out: dict[str, float] = {}
     by_role: dict[str, list[int]] = defaultdict(list)
@@ -66,7 +68,7 @@ def role_metrics(
         by_role[role].append(i)
     for role, idx in by_role.items():
         name = f"{prefix}/{ROLE_PREFIX.get(role, role)}"
-        out[f"{name}/reward_mean"] = float(np.mean([role_reward(role, reward_infos[i]) for i in idx]))
+        out[f"{name}/reward_mean"] = float(np.mean([rewards[i] for i in idx]))
         out[f"{name}/response_length_mean"] = float(np.mean([response_lengths[i] for i in idx]))
         out[f"{name}/advantage_abs_mean"] = float(np.mean([abs(advantages[i]) for i in idx]))
         out[f"{name}/samples"] = float(len(idx))

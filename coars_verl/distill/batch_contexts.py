@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Hashable, Mapping, Sequence
 
 from coars_verl.distill.contexts import build_teacher_context
+from coars_verl.distill.single_turn import single_turn_context
 from coars_verl.distill.teacher_prompt import teacher_prompt_ids
 
 Render = Callable[[list[dict[str, str]]], list[int]]
@@ -76,12 +77,43 @@ def batch_teacher_prompts(
                 roles[i], summaries[i], cfg.sources, memory=memory, group=group, self_index=position,
                 step=step, memory_k=cfg.memory_k, max_chars=cfg.context_max_chars,
             )
-            if not text:
-                continue
-            messages = prompt_messages[i]
-            if list(render(list(messages))) != list(student_prompts[i]):
-                out.mismatched += 1
-                continue
-            out.prompts[i] = teacher_prompt_ids(render, messages, text, cfg.context_position)
-            out.sources[i] = source
+            _add_teacher_prompt(out, i, text, source, prompt_messages[i], student_prompts[i], render, cfg)
     return out
+
+
+def single_turn_teacher_prompts(
+    uids: Sequence[Hashable],
+    responses: Sequence[str],
+    scores: Sequence[float],
+    ground_truths: Sequence[Any],
+    prompt_messages: Sequence[Sequence[Mapping[str, str]]],
+    student_prompts: Sequence[Sequence[int]],
+    real: Sequence[bool],
+    render: Render,
+    cfg: Any,
+) -> BatchTeacherPrompts:
+    """Teacher prompt ids for a batch of a single-turn verl task (:mod:`coars_verl.distill.single_turn`).
+
+    Args:
+        uids, responses, scores, ground_truths, prompt_messages, student_prompts, real: one entry per
+            sample (B): prompt uid, decoded response, reward, the data's ground truth (or None), the chat
+            messages it was prompted with, the token ids of that prompt, False for verl's padding.
+    """
+    out = BatchTeacherPrompts()
+    for members in role_groups(uids, ["single"] * len(uids), real).values():
+        group_responses, group_scores = [responses[j] for j in members], [scores[j] for j in members]
+        for position, i in enumerate(members):
+            text, source = single_turn_context(cfg.sources, group_responses, group_scores, position, ground_truths[i], cfg.context_max_chars)
+            _add_teacher_prompt(out, i, text, source, prompt_messages[i], student_prompts[i], render, cfg)
+    return out
+
+
+def _add_teacher_prompt(out: BatchTeacherPrompts, i: int, text: str | None, source: str | None, messages, student_prompt,
+                        render: Render, cfg: Any) -> None:
+    if not text:
+        return
+    if list(render(list(messages))) != list(student_prompt):
+        out.mismatched += 1
+        return
+    out.prompts[i] = teacher_prompt_ids(render, messages, text, cfg.context_position)
+    out.sources[i] = source

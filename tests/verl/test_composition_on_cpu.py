@@ -113,3 +113,12 @@ def test_main_ppo_stops_in_the_driver_with_our_message(tmp_path):
     assert "CompositionError" in output and "trainer.v1.trainer_mode=coars_sync" in output
     assert "ray_kwargs.ray_init.num_cpus=16" in output  # the CPU checks ran too
     assert "Started a local Ray instance" not in output and "TaskRunner" not in output
+
+
+def test_single_turn_self_distillation_with_only_dialogue_sources_is_refused(tmp_path):
+    pd.DataFrame({"prompt": [[{"role": "user", "content": "2+2?"}]]}).to_parquet(tmp_path / "train.parquet")  # no agent_name
+    data = [f"data.train_files={tmp_path / 'train.parquet'}", f"data.val_files={tmp_path / 'train.parquet'}"]
+    base = ["algorithm.adv_estimator=coars_grpo", "trainer.v1.trainer_mode=coars_sync", "+algorithm.coars.self_distill.mode=rlsd", *data]
+    assert composition_problems(stock(*base)) == []  # default sources include the sibling
+    problems = composition_problems(stock(*base, "+algorithm.coars.self_distill.sources=[memory,hindsight]"))
+    assert any("memory and hindsight need a dialogue" in p for p in problems)

@@ -41,7 +41,7 @@ def _compose(overrides):
 
 
 def test_the_readme_has_both_blocks():
-    assert set(readme_blocks()) == {"dialogue", "cpu"}
+    assert set(readme_blocks()) == {"dialogue", "cpu", "single_turn"}
 
 
 def test_the_dialogue_block_selects_all_four_components_and_nothing_is_missing():
@@ -64,3 +64,13 @@ def test_the_cpu_block_puts_verls_config_on_cpu_without_a_problem():
     config = _compose(overrides(words))
     assert config.actor_rollout_ref.rollout.name == "hf" and config.actor_rollout_ref.actor.strategy == "fsdp2"
     assert composition_problems(config) == [] and cpu_problems(config, machine_cpus=2) == []
+
+
+def test_the_single_turn_block_is_what_the_end_to_end_test_runs():
+    from helpers import SINGLE_TURN_TWO_OVERRIDES as TWO_OVERRIDES
+
+    block = overrides(readme_blocks()["single_turn"])
+    assert block[:2] == TWO_OVERRIDES
+    config = _compose(["algorithm.adv_estimator=grpo", *block])  # on verl's own single-turn config
+    assert config.algorithm.coars.self_distill.sources == ["sibling", "target"]
+    assert composition_problems(config) == []

@@ -1,0 +1,50 @@
+"""Teacher contexts for a single-turn verl task: the best-scored other answer of the same prompt, or the reference answer."""
+
+import json
+
+import pytest
+
+from coars_verl.algo.advantage import SelfDistillConfig
+from coars_verl.distill.batch_contexts import single_turn_teacher_prompts
+from coars_verl.distill.single_turn import best_scored_sibling, single_turn_context
+
+
+def render(messages):
+    return [ord(c) for c in json.dumps(messages, sort_keys=True)]
+
+
+def test_the_sibling_is_the_best_other_answer_and_only_when_strictly_better():
+    scores = [0.2, 1.0, 0.5, 1.0]
+    assert best_scored_sibling(scores, 0) == 1  # ties go to the lowest index
+    assert best_scored_sibling(scores, 1) is None  # the other 1.0 is not strictly better
+    assert best_scored_sibling(scores, 2) == 1
+    assert best_scored_sibling([0.3], 0) is None
+    with pytest.raises(IndexError):
+        best_scored_sibling(scores, 4)
+
+
+def test_sources_are_tried_in_order_and_dialogue_sources_are_skipped():
+    responses, scores = ["12", "14", "13"], [0.0, 1.0, 0.0]
+    text, source = single_turn_context(("memory", "hindsight", "sibling", "target"), responses, scores, 0, "14", 500)
+    assert source == "sibling" and text.endswith("\n14") and "1 against 0" in text
+    text, source = single_turn_context(("sibling", "target"), responses, scores, 1, "14", 500)  # the best has no better sibling
+    assert source == "target" and text == "The reference answer to this task:\n14"
+    assert single_turn_context(("memory", "hindsight"), responses, scores, 0, "14", 500) == (None, None)
+    assert single_turn_context(("target",), responses, scores, 0, None, 500) == (None, None)
+
+
+def test_a_batch_gets_teacher_prompts_per_prompt_group_with_the_samples_own_messages():
+    cfg = SelfDistillConfig(sources=("sibling",))
+    uids = ["a", "a", "b", "b", "b"]
+    responses = ["7", "8", "x", "y", "z"]
+    scores = [1.0, 0.0, 0.0, 0.5, 0.0]  # prompt b's best (0.5) must not be shown to prompt a's samples
+    messages = [[{"role": "user", "content": f"question {uid}"}] for uid in uids]
+    prompts = [render(m) for m in messages]
+    real = [True, True, True, True, False]  # the last one is verl's padding
+    out = single_turn_teacher_prompts(uids, responses, scores, [None] * 5, messages, prompts, real, render, cfg)
+    assert sorted(out.prompts) == [1, 2]
+    text_for_1, _ = single_turn_context(("sibling",), ["7", "8"], [1.0, 0.0], 1, None, cfg.context_max_chars)
+    assert "\n7" in text_for_1
+    expected = [{"role": "system", "content": text_for_1}, messages[1][0]] if cfg.context_position == "system" else None
+    assert out.prompts[1] == render(expected)
+    assert out.source_counts() == {"sibling": 2}

@@ -1,0 +1,53 @@
+"""End to end: self-distilled credit for a plain single-turn verl task (no dialogue), with two overrides.
+
+verl's own single-turn agent loop and reward function; ``coars_grpo`` + ``coars_sync`` treat every
+sample as one role and give it token credit from the best-scored other answer to the same prompt.
+"""
+
+import json
+
+import pytest
+
+from helpers import SINGLE_TURN_TWO_OVERRIDES as TWO_OVERRIDES
+from helpers import run_main_ppo
+from test_main_ppo_grpo_on_cpu import _write_prompts
+
+SELF_DISTILL = ["+algorithm.coars.self_distill.mode=rlsd", "+algorithm.coars.self_distill.sources=[sibling]"]
+
+
+@pytest.fixture(scope="module")
+def single_turn_run(tmp_path_factory, tiny_model_path):
+    work = tmp_path_factory.mktemp("single_turn_sd")
+    _write_prompts(work / "train.parquet", 16)
+    _write_prompts(work / "val.parquet", 4)
+    run = run_main_ppo(
+        "cpu_grpo_tiny",
+        [f"actor_rollout_ref.model.path={tiny_model_path}", f"data.train_files={work / 'train.parquet'}",
+         f"data.val_files={work / 'val.parquet'}", *TWO_OVERRIDES, *SELF_DISTILL, f"trainer.rollout_data_dir={work / 'rollouts'}"],
+        work,
+    )
+    assert run.returncode == 0, run.log_tail()
+    return run, work
+
+
+def test_samples_get_token_credit_from_a_better_sibling(single_turn_run):
+    run, _ = single_turn_run
+    assert [m["step"] for m in run.metrics] == [1, 2]
+    for step in run.metrics:
+        # only a sample whose group holds a strictly better answer has a sibling; the best never does
+        assert 0 < step["coars/sd/context_share/sibling"] < 1, step
+        assert step["coars/sd/single/context_share"] == step["coars/sd/context_share"]
+        assert step["coars/sd/single/tokens"] > 0 and step["coars/sd/single/delta_std"] > 0
+        samples = step["coars/single/samples"]  # every sample is the one role
+        assert samples == round(step["coars/sd/context_share"] * samples) + step["coars/sd/no_context_samples"]
+        assert step["actor/grad_norm"] > 0
+        assert step["coars/sd/prompt_render_mismatch"] == 0
+
+
+def test_each_sample_keeps_verls_reward_and_one_role(single_turn_run):
+    _, work = single_turn_run
+    rows = [json.loads(line) for path in sorted((work / "rollouts").glob("*.jsonl")) for line in path.read_text().splitlines()]
+    assert rows and {row["role"] for row in rows} == {"single"}
+    assert all("rec/reward" not in row for row in rows)
+    for row in rows:  # the score trained on is the reward function's (a partial-credit value in [0, 1])
+        assert 0.0 <= row["score"] <= 1.0
