@@ -59,6 +59,7 @@ from coars_verl.constants import (
 from coars_verl.distill.batch_contexts import batch_teacher_prompts, single_turn_teacher_prompts
 from coars_verl.distill.contexts import SOURCE_MEMORY
 from coars_verl.distill.memory import DialogueMemory, compact_record
+from coars_verl.distill.single_turn import memory_record
 from coars_verl.estimator import self_distill_config
 from coars_verl.reward_manager import REWARD_SECONDS_KEY
 from coars_verl.teacher_records import generation_prompt_ids, teacher_record, teacher_tag
@@ -228,14 +229,22 @@ class CoarsPPOTrainer(PPOTrainerSync):
                 self._render_prompt, cfg, memory=self.memory, step=self.global_steps,
             )
         else:  # a verl agent loop's samples: the dataset row travels with each sample
-            stored = tq.kv_batch_get(keys=batch.keys, partition_id=batch.partition_id,
-                                     select_fields=["prompts", "responses", "raw_prompt", "reward_model"])
+            fields = ["prompts", "responses", "raw_prompt", "reward_model"] + (["extra_info"] if cfg.memory_key else [])
+            stored = tq.kv_batch_get(keys=batch.keys, partition_id=batch.partition_id, select_fields=fields)
             reward_models = [getattr(r, "data", r) or {} for r in list(stored["reward_model"])]
+            responses = [self.tokenizer.decode(ids, skip_special_tokens=True) for ids in stored["responses"].unbind()]
+            memory_keys = None
+            if cfg.memory_key:
+                memory_keys = [(getattr(e, "data", e) or {}).get(cfg.memory_key) for e in list(stored["extra_info"])]
             teacher = single_turn_teacher_prompts(
-                uids, [self.tokenizer.decode(ids, skip_special_tokens=True) for ids in stored["responses"].unbind()], own_role_scores,
-                [rm.get("ground_truth") for rm in reward_models], [list(getattr(m, "data", m)) for m in list(stored["raw_prompt"])],
-                [p.tolist() for p in stored["prompts"].unbind()], real, self._render_prompt, cfg,
+                uids, responses, own_role_scores, [rm.get("ground_truth") for rm in reward_models],
+                [list(getattr(m, "data", m)) for m in list(stored["raw_prompt"])], [p.tolist() for p in stored["prompts"].unbind()],
+                real, self._render_prompt, cfg, memory_keys=memory_keys, memory=self.memory, step=self.global_steps,
             )
+            if memory_keys is not None:  # after the contexts: this step's answers serve later steps only
+                for key, response, score, is_real in zip(memory_keys, responses, own_role_scores, real):
+                    if is_real:
+                        self.memory.add(key, memory_record(response, score), step=self.global_steps)
         rows = sorted(teacher.prompts)
         teacher_rows, padding = {}, 0
         if rows:

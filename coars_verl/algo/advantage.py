@@ -15,7 +15,7 @@ Flow per batch::
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
-from typing import Any, Hashable, Mapping, Sequence
+from typing import Any, Hashable, Mapping, Optional, Sequence
 
 import torch
 
@@ -282,6 +282,9 @@ class SelfDistillConfig:
     memory_k: int = 2
     context_max_chars: int = 1000
     context_position: str = "system"
+    memory_key: Optional[str] = None
+    """Single-turn tasks only: the ``extra_info`` key whose value groups samples into one memory (e.g.
+    ``user_id``); unset, single-turn samples have no memory. Dialogues use their user id."""
 
     def __post_init__(self) -> None:
         sources = (self.sources,) if isinstance(self.sources, str) else tuple(self.sources)
@@ -325,7 +328,9 @@ class SelfDistillConfig:
         kwargs: dict[str, Any] = {}
         for key, value in mapping.items():
             kind = kinds[key]
-            if key == "sources":
+            if value is None:
+                kwargs[key] = None
+            elif key == "sources":
                 if isinstance(value, str):
                     value = [s.strip() for s in value.split(",") if s.strip()]
                 kwargs[key] = tuple(str(s) for s in value)

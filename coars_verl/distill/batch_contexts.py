@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Hashable, Mapping, Sequence
 
 from coars_verl.distill.contexts import build_teacher_context
-from coars_verl.distill.single_turn import single_turn_context
+from coars_verl.distill.single_turn import memory_context, single_turn_context
 from coars_verl.distill.teacher_prompt import teacher_prompt_ids
 
 Render = Callable[[list[dict[str, str]]], list[int]]
@@ -91,6 +91,9 @@ def single_turn_teacher_prompts(
     real: Sequence[bool],
     render: Render,
     cfg: Any,
+    memory_keys: Sequence[Any] | None = None,
+    memory: Any = None,
+    step: int | None = None,
 ) -> BatchTeacherPrompts:
     """Teacher prompt ids for a batch of a single-turn verl task (:mod:`coars_verl.distill.single_turn`).
 
@@ -98,12 +101,19 @@ def single_turn_teacher_prompts(
         uids, responses, scores, ground_truths, prompt_messages, student_prompts, real: one entry per
             sample (B): prompt uid, decoded response, reward, the data's ground truth (or None), the chat
             messages it was prompted with, the token ids of that prompt, False for verl's padding.
+        memory_keys, memory, step: each sample's value of ``cfg.memory_key`` (None: no memory), the
+            store and the current step (only earlier steps are shown).
     """
     out = BatchTeacherPrompts()
     for members in role_groups(uids, ["single"] * len(uids), real).values():
         group_responses, group_scores = [responses[j] for j in members], [scores[j] for j in members]
         for position, i in enumerate(members):
-            text, source = single_turn_context(cfg.sources, group_responses, group_scores, position, ground_truths[i], cfg.context_max_chars)
+            memory_text = None
+            if memory is not None and memory_keys is not None and cfg.memory_k > 0:
+                records = memory.select(memory_keys[i], cfg.memory_k, before_step=step)
+                memory_text = memory_context(records, cfg.memory_key, cfg.context_max_chars)
+            text, source = single_turn_context(cfg.sources, group_responses, group_scores, position, ground_truths[i],
+                                               cfg.context_max_chars, memory_text)
             _add_teacher_prompt(out, i, text, source, prompt_messages[i], student_prompts[i], render, cfg)
     return out
 

@@ -48,3 +48,23 @@ def test_a_batch_gets_teacher_prompts_per_prompt_group_with_the_samples_own_mess
     expected = [{"role": "system", "content": text_for_1}, messages[1][0]] if cfg.context_position == "system" else None
     assert out.prompts[1] == render(expected)
     assert out.source_counts() == {"sibling": 2}
+
+
+def test_memory_shows_earlier_answers_of_the_same_key_only():
+    from coars_verl.distill.memory import DialogueMemory
+    from coars_verl.distill.single_turn import memory_record
+
+    cfg = SelfDistillConfig(sources=("memory", "sibling"), memory_key="user_id", memory_k=2)
+    memory = DialogueMemory()
+    memory.add("u1", memory_record("Heat", 1.0), step=1)
+    memory.add("u2", memory_record("Up", 0.0), step=1)
+    memory.add("u1", memory_record("Fargo", 0.2), step=3)  # this very step: not memory yet
+    messages = [[{"role": "user", "content": "recommend"}]] * 3
+    prompts = [render(m) for m in messages]
+    out = single_turn_teacher_prompts(["a", "a", "b"], ["x", "y", "z"], [0.0, 0.0, 0.0], [None] * 3, messages, prompts, [True] * 3,
+                                      render, cfg, memory_keys=["u1", None, "u3"], memory=memory, step=3)
+    assert sorted(out.prompts) == [0] and out.sources == {0: "memory"}  # no key, or a key never seen: nothing
+    teacher_text = "".join(chr(c) for c in out.prompts[0])
+    assert "Earlier answers for this user_id" in teacher_text and "reward 1: Heat" in teacher_text
+    assert "Up" not in teacher_text and "Fargo" not in teacher_text
+    assert SelfDistillConfig.from_mapping({"memory_key": None}).memory_key is None
