@@ -46,7 +46,8 @@ demo: $(STAMP)
 demo-ml100k: $(STAMP)
 	HF_HUB_OFFLINE=1 $(PY) -m coars_verl.demo --task ml100k --artifacts $(ARTIFACTS)
 
-# The README's results tables (hours on 2 CPU cores; resumable: run it again after a stop).
+# The results tables of docs/results.md (hours on 2 CPU cores; resumable: run it again after a stop).
+RESULTS_ARGS ?= --eval-dialogues 50 --eval-users 25 --ablation-steps 2 --skip-zero-shot-coars
 results: $(STAMP)
 	HF_HUB_OFFLINE=1 $(PY) -m coars_verl.experiments.ml100k_cpu --artifacts $(ARTIFACTS) $(RESULTS_ARGS)
 

@@ -1,4 +1,4 @@
-"""The README's "Using one component" blocks compose on verl's own config and pass our composition check.
+"""docs/components.md's "Using one component" blocks compose on verl's own config and pass our composition check.
 
 Each block follows a ``<!-- checked: NAME -->`` line; its overrides are applied to verl's
 ``ppo_trainer`` as main_ppo would, so a block that drifts from what the components need fails here.
@@ -15,7 +15,7 @@ from hydra.core.global_hydra import GlobalHydra
 
 from coars_verl.composition import composition_problems, cpu_problems
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+README = Path(__file__).resolve().parents[2] / "docs" / "components.md"
 VERL_CONFIG = Path(verl.__file__).parent / "trainer" / "config"
 PATHS = ["actor_rollout_ref.model.path=/models/m", "data.train_files=/d/train.parquet", "data.val_files=/d/valid.parquet"]
 
