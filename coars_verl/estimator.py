@@ -42,6 +42,7 @@ def compute_coars_advantage(
     self_distill_delta: Optional[torch.Tensor] = None,
     global_step: int = 0,
     epsilon: float = 1e-6,
+    self_distill: Optional[SelfDistillConfig] = None,
     **kwargs,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-role group advantages, optionally with self-distilled token credit.
@@ -55,6 +56,8 @@ def compute_coars_advantage(
         self_distill_delta: ``(B, R)`` float teacher-minus-student log-probs of the sampled tokens,
             zero where a sample had no teacher context; None: outcome advantages only.
         global_step: training steps done so far (the lambda schedule of ``rlsd``).
+        self_distill: the settings to apply (the trainer passes them with the run's lambda schedule
+            resolved); None: read from ``config.coars.self_distill``.
 
     Returns:
         ``(advantages, returns)``, both ``(B, R)``, zero on masked positions.
@@ -70,6 +73,7 @@ def compute_coars_advantage(
     scores = token_level_rewards.sum(dim=-1)
     advantages, returns = role_group_outcome_advantage(scores, response_mask, list(zip(index, roles)), norm_by_std=norm_by_std, epsilon=epsilon)
     if self_distill_delta is not None:
-        advantages, _ = apply_self_distill(self_distill_config(config), advantages, self_distill_delta, response_mask, global_step)
+        cfg = self_distill if self_distill is not None else self_distill_config(config)
+        advantages, _ = apply_self_distill(cfg, advantages, self_distill_delta, response_mask, global_step)
         returns = advantages.clone()
     return advantages, returns

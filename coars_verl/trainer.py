@@ -6,11 +6,14 @@ fetches a fixed field list. This mode changes ``_compute_advantage``:
 
 1. fetch each sample's ``extra_fields`` (its role, its dialogue summary and reward info);
 2. give every sample its own role's reward (``rm_scores`` / ``token_level_rewards``);
-3. with self-distillation on (``algorithm.coars.self_distill.mode`` rlsd/additive): build each
-   sample's teacher context (memory, sibling, hindsight or target), run the teacher pass (log-probs
-   of the sample's own response tokens after the context-enriched prompt, by the current policy
-   or the reference model, in verl's actor/ref workers) and form delta = teacher - student;
-4. call the estimator (``coars_grpo``) with the roles and delta;
+3. call the estimator (``coars_grpo``) with the roles for the outcome advantages;
+4. with self-distillation on (``algorithm.coars.self_distill.mode`` rlsd/additive): for the samples
+   whose credit the teacher can change (:func:`coars_verl.algo.advantage.teacher_needed`: not a
+   tied group under rlsd, not lambda 0), build the teacher context (memory, sibling, hindsight or
+   target), run the teacher pass (log-probs of the sample's own response tokens after the
+   context-enriched prompt, by the current policy or the reference model, in verl's actor/ref
+   workers; skipped when no sample needs it), form delta = teacher - student and call the
+   estimator again with it;
 5. write rewards and advantages back, remember this step's dialogues, log ``coars/*`` metrics.
 
 With ``trainer.rollout_data_dir`` set, each step's samples are dumped after the write-back with
@@ -43,7 +46,7 @@ from verl.utils.seqlen_balancing import calculate_workload, get_seqlen_balanced_
 from verl.utils.tensordict_utils import list_of_dict_to_tensordict
 from verl.workers.utils.padding import response_from_nested, response_to_nested
 
-from coars_verl.algo.advantage import MODE_OFF, TEACHER_REFERENCE, clip_hit_mask, delta_stats
+from coars_verl.algo.advantage import MODE_OFF, MODE_RLSD, TEACHER_REFERENCE, clip_hit_mask, delta_stats, teacher_needed
 from coars_verl.algo.role_batch import role_scores, scores_on_last_token, self_distill_delta
 from coars_verl.algo.role_metrics import role_advantage_gap, role_metrics
 from coars_verl.composition import check_composition
@@ -127,6 +130,8 @@ class CoarsPPOTrainer(PPOTrainerSync):
         with open_dict(config):
             config.trainer.v1.trainer_mode = "sync"
         super().__init__(config)
+        total_steps = getattr(self, "total_training_steps", None) or config.trainer.get("total_training_steps") or 1
+        self.sd_config = self.sd_config.for_run(int(total_steps))  # lambda_decay_fraction -> steps of this run
         self.memory = DialogueMemory(max_per_user=self.sd_config.memory_per_user, max_users=self.sd_config.memory_max_users)
 
     # ------------------------------------------------------------------ advantage
@@ -169,22 +174,29 @@ class CoarsPPOTrainer(PPOTrainerSync):
             data, is_metrics = compute_rollout_correction_and_add_to_batch(data, rollout_corr_config)
             metrics.update(is_metrics)
 
-        # 3. self-distillation: teacher minus student log-probs of the sampled tokens
+        # 3. per-role outcome advantages; 4. where the teacher can change a sample's credit, the
+        #    teacher pass (teacher minus student log-probs of the sampled tokens) and the combination
+        estimator = core_algos.get_adv_estimator_fn(self.config.algorithm.adv_estimator)
+        step = max(self.global_steps - 1, 0)
+
+        def advantages_with(delta):
+            return estimator(token_level_rewards=data.batch["token_level_rewards"], response_mask=data.batch["response_mask"],
+                             index=data.non_tensor_batch["uid"], config=self.config.algorithm, roles=roles,
+                             self_distill_delta=delta, global_step=step, self_distill=self.sd_config)
+
+        advantages, returns = advantages_with(None)
         delta = None
         if self.sd_config.mode != MODE_OFF:
-            delta, has_context = self._self_distill_delta(batch, data, extras, roles, scores.tolist(), real, metrics, dialogue)
-
-        # 4. per-role advantages
-        estimator = core_algos.get_adv_estimator_fn(self.config.algorithm.adv_estimator)
-        advantages, returns = estimator(
-            token_level_rewards=data.batch["token_level_rewards"],
-            response_mask=data.batch["response_mask"],
-            index=data.non_tensor_batch["uid"],
-            config=self.config.algorithm,
-            roles=roles,
-            self_distill_delta=delta,
-            global_step=max(self.global_steps - 1, 0),
-        )
+            needed, skipped = teacher_needed(self.sd_config, advantages, data.batch["response_mask"], step)
+            wanted = [bool(n) and r for n, r in zip(needed.tolist(), real)]
+            n_real = max(sum(real), 1)
+            metrics["coars/sd/scored_share"] = sum(wanted) / n_real
+            metrics.update({f"coars/sd/skipped/{reason}": 1.0 - sum(wanted) / n_real for reason in skipped})
+            metrics["coars/sd/lambda"] = self.sd_config.lam_at(step)
+            self._log_switch_off(step)
+            # with nothing wanted no teacher prompt is built and the pass is skipped (delta 0: the outcome advantages)
+            delta, has_context = self._self_distill_delta(batch, data, extras, roles, scores.tolist(), real, metrics, dialogue, wanted)
+            advantages, returns = advantages_with(delta)
         data.batch["advantages"], data.batch["returns"] = advantages, returns
 
         keep = [i for i, r in enumerate(real) if r] or list(range(len(roles)))
@@ -216,7 +228,14 @@ class CoarsPPOTrainer(PPOTrainerSync):
         return tq.kv_batch_put(keys=batch.keys, partition_id=batch.partition_id, fields=output)
 
     # ------------------------------------------------------------------ self-distillation
-    def _self_distill_delta(self, batch, data, extras, roles, own_role_scores, real, metrics, dialogue: bool):
+    def _log_switch_off(self, step: int) -> None:
+        """Say once when rlsd's lambda reaches 0: from then on the run is per-role GRPO and pays no teacher pass."""
+        if self.sd_config.mode == MODE_RLSD and self.sd_config.lam_at(step) == 0.0 and not getattr(self, "_sd_off_logged", False):
+            self._sd_off_logged = True
+            logger.warning("coars: self-distillation switches off at step %d (rlsd lambda reached 0 after %d steps); the teacher "
+                           "pass is skipped from now on", step + 1, self.sd_config.lambda_decay_steps)
+
+    def _self_distill_delta(self, batch, data, extras, roles, own_role_scores, real, metrics, dialogue: bool, wanted):
         """``(B, R)`` delta and ``(B,)`` has-context mask; logs context shares, tokens and time."""
         start = time.perf_counter()
         cfg = self.sd_config
@@ -226,7 +245,7 @@ class CoarsPPOTrainer(PPOTrainerSync):
             teacher = batch_teacher_prompts(
                 uids, roles, [extra[EXTRA_SUMMARY] for extra in extras], own_role_scores,
                 [extra[EXTRA_PROMPT_MESSAGES] for extra in extras], [p.tolist() for p in stored_prompts], real,
-                self._render_prompt, cfg, memory=self.memory, step=self.global_steps,
+                self._render_prompt, cfg, memory=self.memory, step=self.global_steps, wanted=wanted,
             )
         else:  # a verl agent loop's samples: the dataset row travels with each sample
             fields = ["prompts", "responses", "raw_prompt", "reward_model"] + (["extra_info"] if cfg.memory_key else [])
@@ -239,7 +258,7 @@ class CoarsPPOTrainer(PPOTrainerSync):
             teacher = single_turn_teacher_prompts(
                 uids, responses, own_role_scores, [rm.get("ground_truth") for rm in reward_models],
                 [list(getattr(m, "data", m)) for m in list(stored["raw_prompt"])], [p.tolist() for p in stored["prompts"].unbind()],
-                real, self._render_prompt, cfg, memory_keys=memory_keys, memory=self.memory, step=self.global_steps,
+                real, self._render_prompt, cfg, memory_keys=memory_keys, memory=self.memory, step=self.global_steps, wanted=wanted,
             )
             if memory_keys is not None:  # after the contexts: this step's answers serve later steps only
                 for key, response, score, is_real in zip(memory_keys, responses, own_role_scores, real):
@@ -272,7 +291,6 @@ class CoarsPPOTrainer(PPOTrainerSync):
                 "coars/sd/teacher_padding_records": float(padding),
                 "coars/sd/student_tokens": float(student_tokens),
                 "coars/sd/teacher_token_ratio": teacher_tokens / max(student_tokens, 1),
-                "coars/sd/lambda": cfg.lam_at(max(self.global_steps - 1, 0)),
                 "coars/sd/memory_records": float(self.memory.num_records()),
                 "timing_s/coars_teacher": time.perf_counter() - start,
             }

@@ -14,7 +14,9 @@ Flow per batch::
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+import math
+
+from dataclasses import dataclass, fields, replace
 from typing import Any, Hashable, Mapping, Optional, Sequence
 
 import torch
@@ -282,6 +284,9 @@ class SelfDistillConfig:
     memory_k: int = 2
     context_max_chars: int = 1000
     context_position: str = "system"
+    lambda_decay_fraction: Optional[float] = None
+    """rlsd: the decay length as a share of the run's training steps (replaces ``lambda_decay_steps``
+    once the trainer knows the run's length: :meth:`for_run`); None: ``lambda_decay_steps``."""
     memory_key: Optional[str] = None
     """Single-turn tasks only: the ``extra_info`` key whose value groups samples into one memory (e.g.
     ``user_id``); unset, single-turn samples have no memory. Dialogues use their user id."""
@@ -313,6 +318,8 @@ class SelfDistillConfig:
                 raise ValueError(f"self_distill.{name} must be >= 1, got {getattr(self, name)}")
         if self.memory_k < 0:
             raise ValueError(f"self_distill.memory_k must be >= 0, got {self.memory_k}")
+        if self.lambda_decay_fraction is not None and not 0.0 < self.lambda_decay_fraction <= 1.0:
+            raise ValueError(f"self_distill.lambda_decay_fraction must be in (0, 1] or null, got {self.lambda_decay_fraction}")
 
     @classmethod
     def from_mapping(cls, mapping: Mapping[str, Any] | None) -> "SelfDistillConfig":
@@ -336,7 +343,7 @@ class SelfDistillConfig:
                 kwargs[key] = tuple(str(s) for s in value)
             elif kind in ("int", int):
                 kwargs[key] = int(value)
-            elif kind in ("float", float):
+            elif kind in ("float", float, "Optional[float]"):
                 kwargs[key] = float(value)
             else:
                 kwargs[key] = str(value)
@@ -345,6 +352,47 @@ class SelfDistillConfig:
     def lam_at(self, step: int) -> float:
         """rlsd lambda at ``step`` (:func:`lambda_schedule` with this config)."""
         return lambda_schedule(step, self.lam0, self.lambda_decay_steps)
+
+    def for_run(self, total_steps: int) -> "SelfDistillConfig":
+        """This config with ``lambda_decay_fraction`` turned into steps of a run of ``total_steps``."""
+        if self.lambda_decay_fraction is None:
+            return self
+        return replace(self, lambda_decay_steps=max(1, math.ceil(self.lambda_decay_fraction * total_steps)))
+
+
+SKIP_OFF = "mode_off"
+SKIP_NO_TEACHER_WEIGHT = "teacher_weight_zero"
+SKIP_ZERO_ADVANTAGE = "outcome_advantage_zero"
+
+
+def teacher_needed(cfg: SelfDistillConfig, outcome_adv: torch.Tensor, response_mask: torch.Tensor, step: int) -> tuple[torch.Tensor, dict[str, int]]:
+    """Which samples' token credit can depend on the teacher, and why the others cannot.
+
+    rlsd: ``A_t = A ((1 - lam) + lam w_t)`` is ``A`` whatever the teacher says when ``lam == 0`` or
+    ``eps_w == 0`` (``w_t`` is clipped to 1), and 0 when the sample's outcome advantage is 0 on every
+    token (its whole group tied). additive: ``A_t = A + eta clip(delta, -c, c)`` depends on the
+    teacher for every sample unless ``eta == 0`` or ``c == 0``. off: never.
+
+    Args:
+        outcome_adv: ``(B, R)`` the estimator's advantages without the teacher.
+        response_mask: ``(B, R)`` 0/1.
+        step: completed updates (the lambda schedule's step).
+
+    Returns:
+        ``((B,) bool needed, {reason: number of samples skipped for it})``.
+    """
+    batch = outcome_adv.shape[0]
+    none = torch.zeros(batch, dtype=torch.bool)
+    if cfg.mode == MODE_OFF:
+        return none, {SKIP_OFF: batch}
+    if cfg.mode == MODE_ADDITIVE:
+        if cfg.eta == 0.0 or cfg.clip == 0.0:
+            return none, {SKIP_NO_TEACHER_WEIGHT: batch}
+        return torch.ones(batch, dtype=torch.bool), {}
+    if cfg.lam_at(step) == 0.0 or cfg.eps_w == 0.0:
+        return none, {SKIP_NO_TEACHER_WEIGHT: batch}
+    needed = ((outcome_adv != 0) & response_mask.bool()).any(dim=-1).cpu()
+    return needed, {SKIP_ZERO_ADVANTAGE: int((~needed).sum())}
 
 
 def apply_self_distill(

@@ -1,14 +1,16 @@
 """Benchmark: the cost of self-distillation on the CPU recipe.
 
-    python -m coars_verl.bench.self_distill [--steps 4] [--artifacts artifacts]
+    python -m coars_verl.bench.self_distill [--steps 6] [--artifacts artifacts]
 
-Runs ``cpu_coars_tiny`` twice in a row, self-distillation off then on (rlsd, the recipe default),
-same model, data and seed, and prints: mean seconds per training step (the first step, which
-includes warm-up, is left out) and their ratio; teacher-pass tokens against the old-log-prob
-pass tokens (every sample's prompt + response); the teacher pass's own time; and the share of a
-step spent in our own code: the dialogue core in the agent loop (prompts, parsing, state), the
-reward, and the advantage step (per-role rewards, estimator, metrics). Targets: step time ratio
-<= 1.25, token ratio <= 1.5.
+Runs ``cpu_coars_tiny`` three times, same model, data and seed: self-distillation off; on (rlsd,
+the recipe default); and on with a batch where every group ties (``coars.reward.mode=outcome``:
+the tiny model never hits, so every reward is 0 and rlsd's credit cannot change, which the
+trainer must see and skip). Prints, and writes to ``ARTIFACTS/bench/self_distill.json``: mean
+seconds per step (the first step, with warm-up, left out) and the ratio to off; teacher-pass
+tokens against the old-log-prob pass's tokens; the per-token cost of the teacher pass against the
+old-log-prob pass's; the share of samples scored by the teacher and why the rest were skipped;
+and the share of a step spent in our own code. Targets (issue 11): step time ratio <= 1.10,
+per-token cost ratio <= 1.1, the tied case scores no sample.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ def mean_after_first(values: list[float]) -> float:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m coars_verl.bench.self_distill", description=__doc__.splitlines()[0])
     parser.add_argument("--artifacts", type=Path, default=Path("artifacts"))
-    parser.add_argument("--steps", type=int, default=4)
+    parser.add_argument("--steps", type=int, default=6)
     parser.add_argument("--model", choices=("primed", "tiny", "smollm2"), default="primed")
     args = parser.parse_args(argv)
 
@@ -44,51 +46,65 @@ def main(argv: list[str] | None = None) -> int:
         f"trainer.total_training_steps={args.steps}",
         f"data.train_max_samples={4 * args.steps}",
     ]
+    runs = {"off": ["algorithm.coars.self_distill.mode=off"], "rlsd": ["algorithm.coars.self_distill.mode=rlsd"],
+            "rlsd_tied": ["algorithm.coars.self_distill.mode=rlsd", "coars.reward.mode=outcome"]}
     results = {}
-    for mode in ("off", "rlsd"):
-        run = run_main_ppo("cpu_coars_tiny", common + [f"algorithm.coars.self_distill.mode={mode}"], artifacts / "bench" / f"self_distill_{mode}")
+    for name, overrides in runs.items():
+        run = run_main_ppo("cpu_coars_tiny", common + overrides, artifacts / "bench" / f"self_distill_{name}")
         if run.returncode != 0:
             print(run.log_tail(3000), file=sys.stderr)
             return run.returncode
-        results[mode] = run.metrics
+        results[name] = run.metrics
 
-    step_off = mean_after_first([m["timing_s/step"] for m in results["off"]])
-    step_on = mean_after_first([m["timing_s/step"] for m in results["rlsd"]])
-    teacher_tokens = sum(m["coars/sd/teacher_tokens"] for m in results["rlsd"])
-    student_tokens = sum(m["coars/sd/student_tokens"] for m in results["rlsd"])
-    teacher_s = mean_after_first([m["timing_s/coars_teacher"] for m in results["rlsd"]])
-    old_lp_s = mean_after_first([m["timing_s/old_log_prob"] for m in results["rlsd"]])
-    context_share = statistics.fmean(m["coars/sd/context_share"] for m in results["rlsd"])
-    own = {}
-    for mode, metrics in results.items():
-        parts = {name: mean_after_first([m[f"timing_s/{name}"] for m in metrics]) for name in ("coars_dialogue_core", "coars_reward", "coars_advantage")}
-        step = mean_after_first([m["timing_s/step"] for m in metrics])
-        own[mode] = {**{k: round(v, 4) for k, v in parts.items()}, "share_of_step": round(sum(parts.values()) / step, 4)}
-    report = {
-        "steps": args.steps,
-        "model": args.model,
-        "step_s_off": round(step_off, 3),
-        "step_s_rlsd": round(step_on, 3),
-        "step_time_ratio": round(step_on / step_off, 3),
+    report = {"steps": args.steps, "model": args.model, "step_s_off": round(mean_after_first([m["timing_s/step"] for m in results["off"]]), 3)}
+    for name in ("rlsd", "rlsd_tied"):
+        report[name] = summarise(results[name], report["step_s_off"])
+    report["own_code"] = {name: own_code(metrics) for name, metrics in results.items()}
+    out = artifacts / "bench" / "self_distill.json"
+    out.write_text(json.dumps(report, indent=2) + "\n")
+
+    print(f"self-distillation cost, cpu_coars_tiny, {args.steps} steps each, model {args.model}; off: {report['step_s_off']:.2f} s per step")
+    for name, label in (("rlsd", "rlsd"), ("rlsd_tied", "rlsd, every group tied")):
+        r = report[name]
+        print(f"  {label}: {r['step_s']:.2f} s per step, ratio to off {r['step_time_ratio']:.3f} (target <= 1.10)")
+        print(f"    samples scored by the teacher {r['scored_share']:.0%} (skipped: {r['skipped']}); with a context {r['context_share']:.0%}")
+        print(f"    teacher tokens / old-log-prob tokens {r['token_ratio']:.3f}; teacher pass {r['teacher_pass_s']:.2f} s against "
+              f"{r['old_log_prob_pass_s']:.2f} s; per-token cost ratio {r['per_token_cost_ratio']} (target <= 1.1)")
+    for name, parts in report["own_code"].items():
+        print(f"  own code, {name}: dialogue core {parts['coars_dialogue_core']:.3f} s + reward {parts['coars_reward']:.4f} s + "
+              f"advantage step {parts['coars_advantage']:.3f} s per step = {parts['share_of_step']:.1%} of the step")
+    print(f"report: {out}")
+    return 0
+
+
+def summarise(metrics: list[dict], step_s_off: float) -> dict:
+    """Step time, token and per-token cost ratios, and the scored share of one self-distillation run."""
+    step_s = mean_after_first([m["timing_s/step"] for m in metrics])
+    teacher_tokens = sum(m["coars/sd/teacher_tokens"] for m in metrics[1:] or metrics)
+    student_tokens = sum(m["coars/sd/student_tokens"] for m in metrics[1:] or metrics)
+    teacher_s = sum(m["timing_s/coars_teacher"] for m in metrics[1:] or metrics)
+    old_lp_s = sum(m["timing_s/old_log_prob"] for m in metrics[1:] or metrics)
+    per_token = (teacher_s / teacher_tokens) / (old_lp_s / student_tokens) if teacher_tokens else None
+    skipped_keys = sorted({k for m in metrics for k in m if k.startswith("coars/sd/skipped/")})
+    return {
+        "step_s": round(step_s, 3),
+        "step_time_ratio": round(step_s / step_s_off, 3),
+        "scored_share": round(statistics.fmean(m["coars/sd/scored_share"] for m in metrics), 3),
+        "skipped": {k.rsplit("/", 1)[1]: round(statistics.fmean(m.get(k, 0.0) for m in metrics), 3) for k in skipped_keys},
+        "context_share": round(statistics.fmean(m["coars/sd/context_share"] for m in metrics), 3),
         "teacher_tokens": int(teacher_tokens),
         "old_log_prob_tokens": int(student_tokens),
         "token_ratio": round(teacher_tokens / student_tokens, 3),
-        "teacher_pass_s": round(teacher_s, 3),
-        "old_log_prob_pass_s": round(old_lp_s, 3),
-        "context_share": round(context_share, 3),
-        "own_code": own,
+        "teacher_pass_s": round(teacher_s / max(len(metrics) - 1, 1), 3),
+        "old_log_prob_pass_s": round(old_lp_s / max(len(metrics) - 1, 1), 3),
+        "per_token_cost_ratio": round(per_token, 3) if per_token is not None else None,
     }
-    print(f"self-distillation cost, cpu_coars_tiny, {args.steps} steps each, model {args.model}")
-    print(f"  seconds per step (steps 2..{args.steps}): off {step_off:.2f}  rlsd {step_on:.2f}  ratio {report['step_time_ratio']:.3f}  (target <= 1.25)")
-    print(f"  teacher-pass tokens {teacher_tokens:.0f} / old-log-prob tokens {student_tokens:.0f} = {report['token_ratio']:.3f}  (target <= 1.5)")
-    print(f"  teacher pass {teacher_s:.2f} s per step (old-log-prob pass {old_lp_s:.2f} s); samples with a teacher context {context_share:.0%}")
-    for mode, parts in own.items():
-        print(
-            f"  own code, {mode}: dialogue core {parts['coars_dialogue_core']:.3f} s + reward {parts['coars_reward']:.4f} s + "
-            f"advantage step {parts['coars_advantage']:.3f} s per step = {parts['share_of_step']:.1%} of the step"
-        )
-    print(json.dumps(report))
-    return 0
+
+
+def own_code(metrics: list[dict]) -> dict:
+    parts = {name: mean_after_first([m.get(f"timing_s/{name}", 0.0) for m in metrics]) for name in ("coars_dialogue_core", "coars_reward", "coars_advantage")}
+    step = mean_after_first([m["timing_s/step"] for m in metrics])
+    return {**{k: round(v, 4) for k, v in parts.items()}, "share_of_step": round(sum(parts.values()) / step, 4)}
 
 
 if __name__ == "__main__":

@@ -58,6 +58,7 @@ def batch_teacher_prompts(
     cfg: Any,
     memory: Any = None,
     step: int | None = None,
+    wanted: Sequence[bool] | None = None,
 ) -> BatchTeacherPrompts:
     """Teacher prompt ids for the samples of a batch that have a teacher context.
 
@@ -68,11 +69,14 @@ def batch_teacher_prompts(
         render: chat messages -> generation-prompt token ids (the tokenizer's chat template).
         cfg: a ``SelfDistillConfig`` (sources, memory_k, context_max_chars, context_position).
         memory, step: the dialogue memory and the current step (memory source).
+        wanted: the samples whose credit can use a teacher (None: all); the others are still siblings.
     """
     out = BatchTeacherPrompts()
     for members in role_groups(uids, roles, real).values():
         group = [(summaries[j], role_scores[j]) for j in members]
         for position, i in enumerate(members):
+            if wanted is not None and not wanted[i]:
+                continue
             text, source = build_teacher_context(
                 roles[i], summaries[i], cfg.sources, memory=memory, group=group, self_index=position,
                 step=step, memory_k=cfg.memory_k, max_chars=cfg.context_max_chars,
@@ -94,6 +98,7 @@ def single_turn_teacher_prompts(
     memory_keys: Sequence[Any] | None = None,
     memory: Any = None,
     step: int | None = None,
+    wanted: Sequence[bool] | None = None,
 ) -> BatchTeacherPrompts:
     """Teacher prompt ids for a batch of a single-turn verl task (:mod:`coars_verl.distill.single_turn`).
 
@@ -103,11 +108,14 @@ def single_turn_teacher_prompts(
             messages it was prompted with, the token ids of that prompt, False for verl's padding.
         memory_keys, memory, step: each sample's value of ``cfg.memory_key`` (None: no memory), the
             store and the current step (only earlier steps are shown).
+        wanted: the samples whose credit can use a teacher (None: all); the others are still siblings.
     """
     out = BatchTeacherPrompts()
     for members in role_groups(uids, ["single"] * len(uids), real).values():
         group_responses, group_scores = [responses[j] for j in members], [scores[j] for j in members]
         for position, i in enumerate(members):
+            if wanted is not None and not wanted[i]:
+                continue
             memory_text = None
             if memory is not None and memory_keys is not None and cfg.memory_k > 0:
                 records = memory.select(memory_keys[i], cfg.memory_k, before_step=step)
