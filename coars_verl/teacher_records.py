@@ -23,6 +23,12 @@ def generation_prompt_ids(tokenizer, messages, chat_template_kwargs: Mapping[str
     return list(ids)
 
 
+SOURCE_FIELDS = ("responses", "response_mask", "loss_mask", "position_ids", "multi_modal_inputs")
+"""What a teacher record takes from the stored sample; the prompt, input ids, attention mask and
+positions are rebuilt. Fetching only these (not the sample's dialogue summary, scores and raw
+prompt) keeps the records' way through TransferQueue short."""
+
+
 def teacher_record(sample: Mapping[str, Any], teacher_prompt: Sequence[int]) -> dict[str, Any]:
     """A copy of one stored sample (verl's per-sample fields: ``responses``, ``position_ids``, ...)
     whose prompt is ``teacher_prompt``; the response tokens and every other field are kept."""

@@ -65,6 +65,7 @@ from coars_verl.distill.memory import DialogueMemory, compact_record
 from coars_verl.distill.single_turn import memory_record
 from coars_verl.estimator import self_distill_config
 from coars_verl.reward_manager import REWARD_SECONDS_KEY
+from coars_verl.teacher_records import SOURCE_FIELDS as TEACHER_SOURCE_FIELDS
 from coars_verl.teacher_records import generation_prompt_ids, teacher_record, teacher_tag
 
 logger = logging.getLogger(__name__)
@@ -264,10 +265,11 @@ class CoarsPPOTrainer(PPOTrainerSync):
                 for key, response, score, is_real in zip(memory_keys, responses, own_role_scores, real):
                     if is_real:
                         self.memory.add(key, memory_record(response, score), step=self.global_steps)
+        metrics["timing_s/coars_teacher_prompts"] = time.perf_counter() - start
         rows = sorted(teacher.prompts)
         teacher_rows, padding = {}, 0
         if rows:
-            log_probs, padding = self._teacher_log_probs(batch, rows, [teacher.prompts[i] for i in rows])
+            log_probs, padding = self._teacher_log_probs(batch, rows, [teacher.prompts[i] for i in rows], metrics)
             teacher_rows = dict(zip(rows, log_probs))
         delta, has_context = self_distill_delta(teacher_rows, data.batch["old_log_probs"], data.batch["response_mask"])
         teacher_tokens = sum(len(teacher.prompts[i]) + batch.tags[i]["response_len"] for i in rows)
@@ -300,11 +302,14 @@ class CoarsPPOTrainer(PPOTrainerSync):
     def _render_prompt(self, messages) -> list[int]:
         return generation_prompt_ids(self.tokenizer, messages, self.config.data.get("apply_chat_template_kwargs", None))
 
-    def _teacher_log_probs(self, batch, rows: list[int], prompts: list[list[int]]) -> tuple[list[torch.Tensor], int]:
+    def _teacher_log_probs(self, batch, rows: list[int], prompts: list[list[int]], metrics: dict) -> tuple[list[torch.Tensor], int]:
         """Log-probs of each row's own response tokens after its teacher prompt (verl's workers), and
-        the number of padding records the scoring worker's batch multiple needed."""
+        the number of padding records the scoring worker's batch multiple needed. Logs the time of
+        the worker call (``timing_s/coars_teacher_forward``) apart from the records' way through
+        TransferQueue (``timing_s/coars_teacher_records``)."""
+        start = time.perf_counter()
         keys = [batch.keys[i] for i in rows]
-        source = tq.kv_batch_get(keys=keys, partition_id=batch.partition_id)
+        source = tq.kv_batch_get(keys=keys, partition_id=batch.partition_id, select_fields=list(TEACHER_SOURCE_FIELDS))
         prefix = f"{TEACHER_KEY_PREFIX}{uuid.uuid4().hex}"
         records = [teacher_record(source[j], prompt) for j, prompt in enumerate(prompts)]
         tags = [teacher_tag(batch.tags[i], record) for i, record in zip(rows, records)]
@@ -313,6 +318,7 @@ class CoarsPPOTrainer(PPOTrainerSync):
         meta = self._balanced_for_dp(meta)
         padding = len(meta.keys) - len(records)
         extra = {"calculate_entropy": False, "compute_loss": False, "temperature": self.config.actor_rollout_ref.rollout.temperature}
+        forward_start = time.perf_counter()
         try:
             if self.sd_config.teacher == TEACHER_REFERENCE:
                 if self.ref_in_actor:
@@ -324,11 +330,13 @@ class CoarsPPOTrainer(PPOTrainerSync):
             else:
                 meta.extra_info.update(extra)
                 self.actor_rollout_wg.compute_log_prob(meta)
+            metrics["timing_s/coars_teacher_forward"] = time.perf_counter() - forward_start
             out = tq.kv_batch_get(keys=teacher_keys, partition_id=batch.partition_id, select_fields=["log_probs", "response_mask"])
             log_probs = response_from_nested(out["log_probs"], out["response_mask"])
             return [log_probs[j, : records[j]["responses"].numel()].float() for j in range(len(rows))], padding
         finally:
             tq.kv_clear(keys=list(meta.keys), partition_id=batch.partition_id)
+            metrics["timing_s/coars_teacher_records"] = time.perf_counter() - start - metrics.get("timing_s/coars_teacher_forward", 0.0)
 
     def _balanced_for_dp(self, meta):
         """Pad to what the scoring worker accepts and balance tokens across its data-parallel ranks.

@@ -70,6 +70,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"    samples scored by the teacher {r['scored_share']:.0%} (skipped: {r['skipped']}); with a context {r['context_share']:.0%}")
         print(f"    teacher tokens / old-log-prob tokens {r['token_ratio']:.3f}; teacher pass {r['teacher_pass_s']:.2f} s against "
               f"{r['old_log_prob_pass_s']:.2f} s; per-token cost ratio {r['per_token_cost_ratio']} (target <= 1.1)")
+        print(f"    teacher pass split (s per step): {r['teacher_split_s']}")
     for name, parts in report["own_code"].items():
         print(f"  own code, {name}: dialogue core {parts['coars_dialogue_core']:.3f} s + reward {parts['coars_reward']:.4f} s + "
               f"advantage step {parts['coars_advantage']:.3f} s per step = {parts['share_of_step']:.1%} of the step")
@@ -98,6 +99,9 @@ def summarise(metrics: list[dict], step_s_off: float) -> dict:
         "teacher_pass_s": round(teacher_s / max(len(metrics) - 1, 1), 3),
         "old_log_prob_pass_s": round(old_lp_s / max(len(metrics) - 1, 1), 3),
         "per_token_cost_ratio": round(per_token, 3) if per_token is not None else None,
+        # where the teacher pass's time goes: building prompts, records through TransferQueue, the worker's forward
+        "teacher_split_s": {part: round(mean_after_first([m.get(f"timing_s/coars_teacher_{part}", 0.0) for m in metrics]), 3)
+                            for part in ("prompts", "records", "forward")},
     }
 
 

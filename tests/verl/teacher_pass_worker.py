@@ -35,7 +35,7 @@ from verl.utils import tensordict_utils as tu  # noqa: E402
 
 from coars_verl.algo.role_batch import self_distill_delta  # noqa: E402
 from coars_verl.distill.teacher_prompt import teacher_prompt_ids  # noqa: E402
-from coars_verl.teacher_records import teacher_record  # noqa: E402
+from coars_verl.teacher_records import SOURCE_FIELDS, teacher_record  # noqa: E402
 
 SAMPLES = [  # (student messages, response text, teacher context or "" for none)
     ([{"role": "system", "content": "You recommend."}, {"role": "user", "content": "Candidates: Heat, Up."}],
@@ -107,7 +107,9 @@ def main(model_path: str) -> dict:
         if context:
             teacher_prompts[i] = teacher_prompt_ids(render, messages, context)
     rows = sorted(teacher_prompts)
-    teacher = dict(zip(rows, worker_log_probs(worker, [teacher_record(sources[i], teacher_prompts[i]) for i in rows], multiple, eos)))
+    # the trainer fetches only SOURCE_FIELDS of a stored sample to build its teacher record
+    fetched = [{k: s[k] for k in SOURCE_FIELDS if k in s} for s in sources]
+    teacher = dict(zip(rows, worker_log_probs(worker, [teacher_record(fetched[i], teacher_prompts[i]) for i in rows], multiple, eos)))
     student_rows = worker_log_probs(worker, sources, multiple, eos)
     width = max(s["responses"].numel() for s in sources)
     mask = torch.zeros(len(sources), width)
