@@ -28,6 +28,7 @@ from omegaconf import OmegaConf
 from verl.experimental.agent_loop.agent_loop import AgentLoopBase, AgentLoopMetrics, AgentLoopOutput, register
 from verl.utils.profiler import simple_timer
 
+from coars_verl.composition import check_agent_loop_options
 from coars_verl.constants import (
     AGENT_LOOP_NAME,
     EXTRA_ACTED,
@@ -94,9 +95,7 @@ class CoarsDialogueAgentLoop(AgentLoopBase):
             control_markers=tokenizer_control_markers(self.tokenizer),
         )
         loop_options = coars_section(self.config, "agent_loop")
-        unknown = sorted(set(loop_options) - {"max_tokens_per_turn"})
-        if unknown:
-            raise ValueError(f"coars.agent_loop: unknown key(s) {unknown}; expected max_tokens_per_turn")
+        check_agent_loop_options(loop_options)
         self.max_tokens_per_turn = int(loop_options.get("max_tokens_per_turn", DEFAULT_MAX_TOKENS_PER_TURN))
         self.response_length = int(self.rollout_config.response_length)
         self.want_logprobs = bool(self.rollout_config.calculate_log_probs)

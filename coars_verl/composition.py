@@ -26,6 +26,13 @@ ALGORITHM_COARS_SECTIONS = ("self_distill",)
 AGENT_LOOP_KEYS = ("max_tokens_per_turn",)
 
 
+def check_agent_loop_options(options: Any) -> None:
+    """ValueError naming unknown ``coars.agent_loop`` keys (the agent loop and the driver check both call it)."""
+    unknown = sorted(set(options) - set(AGENT_LOOP_KEYS))
+    if unknown:
+        raise ValueError(f"coars.agent_loop: unknown key(s) {unknown}; expected some of {list(AGENT_LOOP_KEYS)}")
+
+
 class CompositionError(ValueError):
     """A config that combines CoARS components in a way that cannot train correctly."""
 
@@ -112,10 +119,8 @@ def setting_problems(config: Any) -> list[str]:
         unknown = sorted(set(section) - set(known))
         if unknown:
             problems.append(f"{root}: unknown key(s) {unknown}; expected some of {list(known)}")
-    unknown_loop = sorted(set(coars.get("agent_loop") or {}) - set(AGENT_LOOP_KEYS))
-    if unknown_loop:
-        problems.append(f"coars.agent_loop: unknown key(s) {unknown_loop}; expected some of {list(AGENT_LOOP_KEYS)}")
     checks = (
+        lambda: check_agent_loop_options(coars.get("agent_loop") or {}),
         lambda: DialogueConfig.from_mapping(coars.get("dialogue") or {}, coars.get("prompts") or {}),
         lambda: RewardConfig.from_mapping(coars.get("reward") or {}),
         lambda: SelfDistillConfig.from_mapping(algorithm_coars.get("self_distill") or {}),
@@ -189,6 +194,15 @@ def check_composition(config: Any) -> None:
 CPU_MIN_LOGICAL_CPUS = 16
 """Logical CPUs Ray needs on the CPU path to place verl's actors (TransferQueue units, task runner,
 workers); with 2 (a 2-core machine's default) it waits forever without an error."""
+
+
+def config_problems(config: Any, on_cpu: bool, machine_cpus: int) -> list[str]:
+    """:func:`composition_problems`, and with ``on_cpu`` (``VERL_PLATFORM=cpu``) :func:`cpu_problems`: what the
+    driver check and the doctor report."""
+    problems = composition_problems(config)
+    if on_cpu:
+        problems += cpu_problems(config, machine_cpus)
+    return problems
 
 
 def cpu_problems(config: Any, machine_cpus: int) -> list[str]:

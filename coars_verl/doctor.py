@@ -169,7 +169,7 @@ def config_problems(config_name: str, overrides: list[str], config_path: Optiona
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
-    from coars_verl.composition import composition_problems, cpu_problems
+    from coars_verl.composition import config_problems
     from coars_verl.cpu.launch import RECIPES_DIR
     from coars_verl.cpu.platform import cpu_platform_requested
 
@@ -188,10 +188,7 @@ def config_problems(config_name: str, overrides: list[str], config_path: Optiona
             config = compose(config_name=config_name, overrides=overrides)
     except Exception as exc:  # a typo in an override is a finding, not a crash
         return [f"cannot compose {config_name} with {overrides}: {type(exc).__name__}: {exc}"]
-    problems = composition_problems(config)
-    if cpu_platform_requested():
-        problems += cpu_problems(config, os.cpu_count() or 1)
-    return problems
+    return config_problems(config, cpu_platform_requested(), os.cpu_count() or 1)
 
 
 def gpu_problems() -> dict[str, str]:

@@ -40,12 +40,10 @@ def checked_config(validate_config):
     @functools.wraps(validate_config)
     def validate_then_check(config, *args, **kwargs):
         result = validate_config(config, *args, **kwargs)
-        from coars_verl.composition import CompositionError, composition_problems, cpu_problems
+        from coars_verl.composition import CompositionError, config_problems
         from coars_verl.cpu.platform import cpu_platform_requested
 
-        problems = composition_problems(config)
-        if cpu_platform_requested():
-            problems += cpu_problems(config, os.cpu_count() or 1)
+        problems = config_problems(config, cpu_platform_requested(), os.cpu_count() or 1)
         if problems:
             raise CompositionError(problems)
         return result

@@ -133,6 +133,7 @@ class CoarsPPOTrainer(PPOTrainerSync):
         super().__init__(config)
         total_steps = getattr(self, "total_training_steps", None) or config.trainer.get("total_training_steps") or 1
         self.sd_config = self.sd_config.for_run(int(total_steps))  # lambda_decay_fraction -> steps of this run
+        self._sd_off_logged = False
         self.memory = DialogueMemory(max_per_user=self.sd_config.memory_per_user, max_users=self.sd_config.memory_max_users)
 
     # ------------------------------------------------------------------ advantage
@@ -231,7 +232,7 @@ class CoarsPPOTrainer(PPOTrainerSync):
     # ------------------------------------------------------------------ self-distillation
     def _log_switch_off(self, step: int) -> None:
         """Say once when rlsd's lambda reaches 0: from then on the run is per-role GRPO and pays no teacher pass."""
-        if self.sd_config.mode == MODE_RLSD and self.sd_config.lam_at(step) == 0.0 and not getattr(self, "_sd_off_logged", False):
+        if self.sd_config.mode == MODE_RLSD and self.sd_config.lam_at(step) == 0.0 and not self._sd_off_logged:
             self._sd_off_logged = True
             logger.warning("coars: self-distillation switches off at step %d (rlsd lambda reached 0 after %d steps); the teacher "
                            "pass is skipped from now on", step + 1, self.sd_config.lambda_decay_steps)
