@@ -11,6 +11,7 @@ from typing import Any, Mapping, Sequence
 
 import torch
 from verl.trainer.ppo.padding_utils import build_padding_position_ids
+from verl.utils.seqlen_balancing import calculate_workload, get_seqlen_balanced_partitions
 
 
 def generation_prompt_ids(tokenizer, messages, chat_template_kwargs: Mapping[str, Any] | None = None) -> list[int]:
@@ -50,3 +51,29 @@ def teacher_tag(tag: Mapping[str, Any], record: Mapping[str, Any]) -> dict[str, 
     teacher pass across data-parallel ranks)."""
     prompt_len, response_len = int(record["prompts"].numel()), int(record["responses"].numel())
     return {**tag, "prompt_len": prompt_len, "seq_len": prompt_len + response_len, "is_padding": False}
+
+
+def padding_record(template: Mapping[str, Any], eos_token_id: int) -> dict[str, Any]:
+    """A no-op record of two tokens (``eos`` prompt, ``eos`` response, masks 0) with ``template``'s
+    other fields, to fill the scoring worker's batch multiple. verl's own padding
+    (``upsample_batch_to_divisible_size``) fetches a stored sample and adds 128-token sequences,
+    which a padded micro-batch then computes in full."""
+    eos = torch.tensor([eos_token_id], dtype=torch.int64)
+    shell = {**template, "responses": eos, "response_mask": torch.zeros_like(eos)}
+    if "loss_mask" in template:
+        shell["loss_mask"] = torch.zeros_like(eos)
+    return teacher_record(shell, [eos_token_id])
+
+
+def padding_tag(tag: Mapping[str, Any]) -> dict[str, Any]:
+    """The tag of a :func:`padding_record` (verl's ``is_padding`` keeps it out of metrics)."""
+    return {**tag, "prompt_len": 1, "seq_len": 2, "is_padding": True}
+
+
+def scoring_order(seq_lens: Sequence[int], dp_size: int) -> list[int]:
+    """Record indices in the order to send them: token-balanced equal-size partitions, one per
+    data-parallel rank, each longest first, so that consecutive records (one micro-batch) have
+    similar lengths and a padded micro-batch wastes little."""
+    workload = calculate_workload(torch.tensor(list(seq_lens), dtype=torch.int64))
+    partitions = get_seqlen_balanced_partitions(workload, k_partitions=dp_size, equal_size=True)
+    return [j for partition in partitions for j in sorted(partition, key=lambda j: -seq_lens[j])]

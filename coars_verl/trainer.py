@@ -32,22 +32,20 @@ import uuid
 import numpy as np
 import torch
 import transfer_queue as tq
-from omegaconf import open_dict
+from omegaconf import OmegaConf, open_dict
 from tensordict import TensorDict
 from verl.protocol import DataProto
 from verl.trainer.ppo import core_algos
-from verl.trainer.ppo.padding_utils import upsample_batch_to_divisible_size
 from verl.trainer.ppo.ray_trainer import apply_kl_penalty
 from verl.trainer.ppo.rollout_corr_helper import compute_rollout_correction_and_add_to_batch
 from verl.trainer.ppo.utils import need_reference_policy
 from verl.trainer.ppo.v1.trainer_base import register_trainer
 from verl.trainer.ppo.v1.trainer_sync import PPOTrainerSync
-from verl.utils.seqlen_balancing import calculate_workload, get_seqlen_balanced_partitions
 from verl.utils.tensordict_utils import list_of_dict_to_tensordict
 from verl.workers.utils.padding import response_from_nested, response_to_nested
 
 from coars_verl.algo.advantage import MODE_OFF, MODE_RLSD, TEACHER_REFERENCE, clip_hit_mask, delta_stats, teacher_needed
-from coars_verl.algo.role_batch import role_scores, scores_on_last_token, self_distill_delta
+from coars_verl.algo.role_batch import batch_reward_infos, role_scores, scores_on_last_token, self_distill_delta
 from coars_verl.algo.role_metrics import role_advantage_gap, role_metrics
 from coars_verl.composition import check_composition
 from coars_verl.constants import (
@@ -65,8 +63,9 @@ from coars_verl.distill.memory import DialogueMemory, compact_record
 from coars_verl.distill.single_turn import memory_record
 from coars_verl.estimator import self_distill_config
 from coars_verl.reward_manager import REWARD_SECONDS_KEY
+from coars_verl.rewards.interaction import RewardConfig
 from coars_verl.teacher_records import SOURCE_FIELDS as TEACHER_SOURCE_FIELDS
-from coars_verl.teacher_records import generation_prompt_ids, teacher_record, teacher_tag
+from coars_verl.teacher_records import generation_prompt_ids, padding_record, padding_tag, scoring_order, teacher_record, teacher_tag
 
 logger = logging.getLogger(__name__)
 
@@ -135,6 +134,8 @@ class CoarsPPOTrainer(PPOTrainerSync):
         self.sd_config = self.sd_config.for_run(int(total_steps))  # lambda_decay_fraction -> steps of this run
         self._sd_off_logged = False
         self.memory = DialogueMemory(max_per_user=self.sd_config.memory_per_user, max_users=self.sd_config.memory_max_users)
+        reward_section = OmegaConf.select(config, "coars.reward", default=None)
+        self.reward_config = RewardConfig.from_mapping(OmegaConf.to_container(reward_section, resolve=True) if reward_section is not None else {})
 
     # ------------------------------------------------------------------ advantage
     def _compute_advantage(self, batch, metrics: dict):
@@ -153,6 +154,9 @@ class CoarsPPOTrainer(PPOTrainerSync):
         if dialogue:
             roles = [extra[EXTRA_ROLE] for extra in extras]
             reward_infos = [extra["reward_extra_info"] for extra in extras]
+            reward_infos, weights = batch_reward_infos(roles, reward_infos, real, self.reward_config)
+            if weights is not None:
+                metrics["coars/user/balance_weight_target"], metrics["coars/user/balance_weight_other"] = weights
             scores = role_scores(roles, reward_infos)
             width, dtype = data.batch["rm_scores"].shape[-1], data.batch["rm_scores"].dtype
             data.batch["rm_scores"] = scores_on_last_token(scores, response_lengths, width).to(dtype)
@@ -314,10 +318,14 @@ class CoarsPPOTrainer(PPOTrainerSync):
         prefix = f"{TEACHER_KEY_PREFIX}{uuid.uuid4().hex}"
         records = [teacher_record(source[j], prompt) for j, prompt in enumerate(prompts)]
         tags = [teacher_tag(batch.tags[i], record) for i, record in zip(rows, records)]
-        teacher_keys = [f"{prefix}_{j}_0" for j in range(len(rows))]
-        meta = tq.kv_batch_put(keys=teacher_keys, partition_id=batch.partition_id, fields=list_of_dict_to_tensordict(records), tags=tags)
-        meta = self._balanced_for_dp(meta)
-        padding = len(meta.keys) - len(records)
+        dp_size = self._actor_dp_size()
+        padding = (-len(records)) % (dp_size * self._teacher_micro_batch_size())
+        records += [padding_record(records[0], self.tokenizer.eos_token_id)] * padding
+        tags += [padding_tag(tags[0])] * padding
+        teacher_keys = [f"{prefix}_{j}_0" for j in range(len(records))]
+        order = scoring_order([tag["seq_len"] for tag in tags], dp_size)
+        meta = tq.kv_batch_put(keys=[teacher_keys[j] for j in order], partition_id=batch.partition_id,
+                               fields=list_of_dict_to_tensordict([records[j] for j in order]), tags=[tags[j] for j in order])
         extra = {"calculate_entropy": False, "compute_loss": False, "temperature": self.config.actor_rollout_ref.rollout.temperature}
         forward_start = time.perf_counter()
         try:
@@ -332,28 +340,21 @@ class CoarsPPOTrainer(PPOTrainerSync):
                 meta.extra_info.update(extra)
                 self.actor_rollout_wg.compute_log_prob(meta)
             metrics["timing_s/coars_teacher_forward"] = time.perf_counter() - forward_start
-            out = tq.kv_batch_get(keys=teacher_keys, partition_id=batch.partition_id, select_fields=["log_probs", "response_mask"])
+            out = tq.kv_batch_get(keys=teacher_keys[: len(rows)], partition_id=batch.partition_id, select_fields=["log_probs", "response_mask"])
             log_probs = response_from_nested(out["log_probs"], out["response_mask"])
             return [log_probs[j, : records[j]["responses"].numel()].float() for j in range(len(rows))], padding
         finally:
             tq.kv_clear(keys=list(meta.keys), partition_id=batch.partition_id)
             metrics["timing_s/coars_teacher_records"] = time.perf_counter() - start - metrics.get("timing_s/coars_teacher_forward", 0.0)
 
-    def _balanced_for_dp(self, meta):
-        """Pad to what the scoring worker accepts and balance tokens across its data-parallel ranks.
-
-        The number of teacher records varies (only samples with a teacher context get one); without
-        dynamic batch sizes verl's engine needs a multiple of dp size x log-prob micro-batch size."""
+    def _actor_dp_size(self) -> int:
+        """Data-parallel ranks of the actor worker group. The teacher records' count varies (only
+        samples with a context get one); without dynamic batch sizes verl's engine needs a multiple
+        of dp size x log-prob micro-batch size. verl 0.9.1 keeps this in a private dispatch table."""
         worker_group = self.actor_rollout_wg
         if "actor" not in worker_group._dispatch_info:
             worker_group._dispatch_info["actor"] = worker_group._query_dispatch_info("actor")
-        dp_size = max(worker_group._dispatch_info["actor"]) + 1
-        multiple = dp_size * self._teacher_micro_batch_size()
-        meta = upsample_batch_to_divisible_size(meta, multiple, self.tokenizer.eos_token_id)
-        workload = calculate_workload(torch.tensor([tag["seq_len"] for tag in meta.tags], dtype=torch.int64))
-        partitions = get_seqlen_balanced_partitions(workload, k_partitions=dp_size, equal_size=True)
-        meta.reorder([j for partition in partitions for j in partition])
-        return meta
+        return max(worker_group._dispatch_info["actor"]) + 1
 
     def _teacher_micro_batch_size(self) -> int:
         """The log-prob micro-batch size of the worker that scores teacher records (1 with dynamic batch sizes)."""

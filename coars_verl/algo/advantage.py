@@ -23,6 +23,7 @@ import torch
 
 from coars_verl.distill.contexts import DEFAULT_SOURCES, SOURCES
 from coars_verl.distill.teacher_prompt import CONTEXT_POSITIONS
+from coars_verl.utils.config_reader import read_section
 
 MODE_RLSD = "rlsd"
 MODE_ADDITIVE = "additive"
@@ -323,31 +324,9 @@ class SelfDistillConfig:
 
     @classmethod
     def from_mapping(cls, mapping: Mapping[str, Any] | None) -> "SelfDistillConfig":
-        """Build from a plain or OmegaConf mapping; unknown keys -> ValueError naming them.
-
-        Values are coerced to the field types; ``sources`` may be a list or a comma-separated string.
-        """
-        mapping = dict(mapping or {})
-        kinds = {f.name: f.type for f in fields(cls)}
-        unknown = sorted(set(mapping) - set(kinds))
-        if unknown:
-            raise ValueError(f"self_distill: unknown key(s) {unknown}; expected some of {sorted(kinds)}")
-        kwargs: dict[str, Any] = {}
-        for key, value in mapping.items():
-            kind = kinds[key]
-            if value is None:
-                kwargs[key] = None
-            elif key == "sources":
-                if isinstance(value, str):
-                    value = [s.strip() for s in value.split(",") if s.strip()]
-                kwargs[key] = tuple(str(s) for s in value)
-            elif kind in ("int", int):
-                kwargs[key] = int(value)
-            elif kind in ("float", float, "Optional[float]"):
-                kwargs[key] = float(value)
-            else:
-                kwargs[key] = str(value)
-        return cls(**kwargs)
+        """Build from ``algorithm.coars.self_distill`` (:func:`coars_verl.utils.config_reader.read_section`:
+        unknown keys and wrongly typed values are errors; ``sources`` may be a comma-separated string)."""
+        return read_section(cls, mapping, "algorithm.coars.self_distill")
 
     def lam_at(self, step: int) -> float:
         """rlsd lambda at ``step`` (:func:`lambda_schedule` with this config)."""

@@ -7,6 +7,7 @@ Shapes: ``B`` samples (one per dialogue and role), ``R`` padded response length.
 
 Flow::
 
+    reward_infos, weights = batch_reward_infos(roles, reward_infos, real, reward_config)  # batch-level reward terms
     scores = role_scores(roles, reward_infos)                       # (B,) each sample's OWN role's reward
     rm_scores = scores_on_last_token(scores, response_lengths, R)    # (B, R) where verl expects a reward
     delta, has_context = self_distill_delta(teacher_rows, old_log_probs, response_mask)
@@ -20,6 +21,22 @@ import torch
 
 from coars_verl.algo.advantage import token_delta
 from coars_verl.algo.role_metrics import role_reward
+from coars_verl.constants import ROLE_USER
+from coars_verl.rewards.interaction import RewardConfig
+from coars_verl.rewards.user_balance import balance_user_rewards
+
+
+def batch_reward_infos(
+    roles: Sequence[str], reward_infos: Sequence[Mapping[str, float]], real: Sequence[bool], config: RewardConfig
+) -> tuple[list[Mapping[str, float]], tuple[float, float] | None]:
+    """The reward infos after the terms that need the whole batch (``coars.reward.user_balance``).
+
+    Returns ``(infos, user class weights or None)``; with ``user_balance: none`` (or the outcome
+    mode, whose user reward has no accuracy term) the infos are returned as they are.
+    """
+    if config.mode == "interaction" and config.user_balance == "batch":
+        return balance_user_rewards(roles, reward_infos, real, ROLE_USER)
+    return list(reward_infos), None
 
 
 def role_scores(roles: Sequence[str], reward_infos: Sequence[Mapping[str, float]]) -> torch.Tensor:

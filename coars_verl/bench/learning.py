@@ -40,6 +40,7 @@ VARIANTS = {
     "false_reject_1": ("coars.reward.false_reject_weight=1.0",),
     "false_reject_3": ("coars.reward.false_reject_weight=3.0",),
     "beta_2": ("coars.reward.beta=2.0",),
+    "user_balanced": ("coars.reward.user_balance=batch",),
     "teacher_sibling": ("+ablation=teacher_sibling",),
     "teacher_hindsight": ("+ablation=teacher_hindsight",),
     "teacher_target": ("+ablation=teacher_target",),
@@ -57,6 +58,7 @@ TRAINING_METRICS = (
     "coars/user/accuracy",
     "coars/user/false_accepts_mean",
     "coars/user/false_rejects_mean",
+    "coars/user/balance_weight_target",
     "actor/grad_norm",
     "actor/entropy",
 )

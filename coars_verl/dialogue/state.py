@@ -44,6 +44,7 @@ from coars_verl.dialogue.prompts import (
     user_initial_messages,
     validate_templates,
 )
+from coars_verl.utils.config_reader import read_section
 from coars_verl.dialogue.transcript import (
     DECISION_NO,
     DECISION_NONE,
@@ -212,13 +213,10 @@ class DialogueConfig:
     def from_mapping(
         cls, mapping: Mapping[str, Any] | None = None, prompts: Mapping[str, str] | None = None
     ) -> "DialogueConfig":
-        """Build from ``coars.dialogue`` (and optionally ``coars.prompts``); unknown keys are an error."""
-        values = dict(mapping or {})
-        known = {f.name for f in fields(cls)} - {"templates", "control_markers"}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"coars.dialogue: unknown key(s) {unknown}; expected some of {sorted(known)}")
-        return cls(templates=PromptTemplates.from_overrides(prompts), **values)
+        """Build from ``coars.dialogue`` (and optionally ``coars.prompts``); unknown keys are an error
+        (:func:`coars_verl.utils.config_reader.read_section`)."""
+        return read_section(cls, mapping, "coars.dialogue", exclude=("control_markers",),
+                            templates=PromptTemplates.from_overrides(prompts))
 
 
 # --------------------------------------------------------------------------------------------------

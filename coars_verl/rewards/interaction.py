@@ -9,6 +9,10 @@ Both roles are scored from the SAME trajectory, with no external judge::
     R_rec  = r_rec  + beta * hit
     R_user = r_user + beta * hit
 
+With ``user_balance: batch`` the trainer then replaces r_user's accuracy mean by its class-balanced
+form over the batch (:mod:`coars_verl.rewards.user_balance`), from the per-class counts this module
+reports.
+
 Definitions (the same as ``coars_verl.dialogue.transcript``):
 
 * ``k_hit``: the first turn whose *valid* recommendation is the target; 0 when never.
@@ -40,6 +44,8 @@ from dataclasses import dataclass, fields
 from typing import Any, Mapping
 
 from coars_verl.dialogue.transcript import DECISION_NO, DECISION_NONE, DECISION_YES
+from coars_verl.rewards.user_balance import USER_BALANCE_MODES
+from coars_verl.utils.config_reader import read_section
 
 UNPARSABLE_USER_ANSWER_POLICIES = ("wrong", "reject", "skip")
 REWARD_MODES = ("interaction", "outcome")
@@ -62,10 +68,13 @@ class RewardConfig:
     mode: str = "interaction"
     """"interaction": the coupled rewards above; "outcome": both roles get only Hit@1 (R = hit), the
     outcome-only ablation."""
+    user_balance: str = "none"
+    """"none": r_user as above; "batch": its accuracy term class-balanced over the training batch
+    (targets against other items, :mod:`coars_verl.rewards.user_balance`), applied by the trainer."""
 
     def __post_init__(self) -> None:
         for spec_field in fields(self):
-            if spec_field.name in ("unparsable_user_answer", "mode"):
+            if spec_field.name in ("unparsable_user_answer", "mode", "user_balance"):
                 continue
             value = getattr(self, spec_field.name)
             if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
@@ -79,6 +88,8 @@ class RewardConfig:
                 raise ValueError(f"coars.reward.{name}: expected a value >= 0 (it is a weight or a penalty), got {getattr(self, name)}")
         if self.mode not in REWARD_MODES:
             raise ValueError(f"coars.reward.mode: expected one of {REWARD_MODES}, got {self.mode!r}")
+        if self.user_balance not in USER_BALANCE_MODES:
+            raise ValueError(f"coars.reward.user_balance: expected one of {USER_BALANCE_MODES}, got {self.user_balance!r}")
         if self.unparsable_user_answer not in UNPARSABLE_USER_ANSWER_POLICIES:
             raise ValueError(
                 f"coars.reward.unparsable_user_answer: expected one of {UNPARSABLE_USER_ANSWER_POLICIES}, "
@@ -87,13 +98,9 @@ class RewardConfig:
 
     @classmethod
     def from_mapping(cls, mapping: Mapping[str, Any] | None = None) -> "RewardConfig":
-        """Build from a recipe mapping; unknown keys are an error (a typo must not silently use a default)."""
-        values = dict(mapping or {})
-        known = {spec_field.name for spec_field in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"coars.reward: unknown key(s) {unknown}; expected some of {sorted(known)}")
-        return cls(**values)
+        """Build from ``coars.reward`` (:func:`coars_verl.utils.config_reader.read_section`: a typo
+        must not silently use a default, a quoted number is an error)."""
+        return read_section(cls, mapping, "coars.reward")
 
 
 @dataclass(frozen=True)
@@ -119,6 +126,11 @@ class RoleRewards:
     false_accepts: int
     false_rejects: int
     user_format_errors: int
+    target_judgments: int
+    """Answered turns whose item was the target (the accuracy mean's "yes is right" class)."""
+    other_judgments: int
+    correct_target: int
+    correct_other: int
 
     def as_extra_info(self) -> dict[str, float]:
         """Scalars for verl's ``reward_extra_info`` (every value a float)."""
@@ -136,6 +148,10 @@ class RoleRewards:
             "user/false_accepts": self.false_accepts,
             "user/false_rejects": self.false_rejects,
             "user/format_errors": self.user_format_errors,
+            "user/target_judgments": self.target_judgments,
+            "user/other_judgments": self.other_judgments,
+            "user/correct_target": self.correct_target,
+            "user/correct_other": self.correct_other,
         }
         return {key: float(value) for key, value in values.items()}
 
@@ -186,6 +202,10 @@ def compute_role_rewards(summary: Mapping[str, Any], config: RewardConfig = Rewa
         false_accepts=user.false_accepts,
         false_rejects=user.false_rejects,
         user_format_errors=user.format_errors,
+        target_judgments=user.target_judgments,
+        other_judgments=user.other_judgments,
+        correct_target=user.correct_target,
+        correct_other=user.correct_other,
     )
 
 
@@ -196,11 +216,17 @@ class _UserScore:
     false_accepts: int
     false_rejects: int
     format_errors: int
+    target_judgments: int
+    other_judgments: int
+    correct_target: int
+    correct_other: int
 
 
 def _user_score(turns: list[_Turn], config: RewardConfig) -> _UserScore:
     """Accuracy of the user's decisions and its error counts, under the unparsable-answer policy."""
-    answered = correct = false_accepts = false_rejects = format_errors = 0
+    answered = false_accepts = false_rejects = format_errors = 0
+    judged = {True: 0, False: 0}  # answered turns by class: the item is the target / another item
+    correct = {True: 0, False: 0}
     for turn in turns:
         if turn.decision == DECISION_NONE:
             continue  # the user did not act this turn
@@ -210,15 +236,18 @@ def _user_score(turns: list[_Turn], config: RewardConfig) -> _UserScore:
                 continue
             if config.unparsable_user_answer == "wrong":
                 answered += 1
+                judged[turn.is_target] += 1
                 continue
             # "reject": fall through and score it as the "no" the environment treated it as
         accepted = turn.decision == DECISION_YES
         answered += 1
-        correct += accepted == turn.is_target
+        judged[turn.is_target] += 1
+        correct[turn.is_target] += accepted == turn.is_target
         false_accepts += accepted and not turn.is_target
         false_rejects += (not accepted) and turn.is_target
-    accuracy = correct / answered if answered else 0.0
-    return _UserScore(answered, accuracy, false_accepts, false_rejects, format_errors)
+    accuracy = (correct[True] + correct[False]) / answered if answered else 0.0
+    return _UserScore(answered, accuracy, false_accepts, false_rejects, format_errors,
+                      judged[True], judged[False], correct[True], correct[False])
 
 
 def _turns(summary: Mapping[str, Any]) -> list[_Turn]:

@@ -161,7 +161,7 @@ def test_config_from_mapping():
     from omegaconf import OmegaConf
 
     cfg = SelfDistillConfig.from_mapping(OmegaConf.create({"mode": "additive", "eta": 1, "sources": ["hindsight", "target"],
-                                                           "lambda_decay_steps": "7"}))
+                                                           "lambda_decay_steps": 7.0}))
     assert cfg.mode == "additive" and cfg.eta == 1.0 and isinstance(cfg.eta, float)
     assert cfg.sources == ("hindsight", "target") and cfg.lambda_decay_steps == 7
     assert SelfDistillConfig.from_mapping({"sources": "sibling, memory"}).sources == ("sibling", "memory")
@@ -169,7 +169,7 @@ def test_config_from_mapping():
     with pytest.raises(ValueError, match=r"\['bogus', 'lambda'\]"):
         SelfDistillConfig.from_mapping({"lambda": 0.5, "bogus": 1, "mode": "off"})
     for bad in ({"mode": "kl"}, {"teacher": "gpt"}, {"sources": ["memory", "oracle"]}, {"sources": ["memory", "memory"]},
-                {"lam0": 2.0}, {"eps_w": 1.0}, {"clip": -1}, {"memory_per_user": 0}):
+                {"lam0": 2.0}, {"eps_w": 1.0}, {"clip": -1}, {"memory_per_user": 0}, {"lam0": "0.5"}, {"lambda_decay_steps": 7.5}):
         with pytest.raises(ValueError):
             SelfDistillConfig.from_mapping(bad)
 

@@ -8,7 +8,7 @@ token.
 import pytest
 import torch
 
-from coars_verl.algo.role_batch import role_scores, scores_on_last_token, self_distill_delta
+from coars_verl.algo.role_batch import batch_reward_infos, role_scores, scores_on_last_token, self_distill_delta
 from coars_verl.constants import ROLE_RECOMMENDER as REC, ROLE_USER as USER
 from coars_verl.dialogue.state import Dialogue, DialogueConfig, DialogueSample
 from coars_verl.rewards.interaction import RewardConfig, compute_role_rewards
@@ -65,3 +65,25 @@ def test_delta_is_teacher_minus_student_token_by_token_and_zero_without_context(
 def test_teacher_rows_longer_than_the_response_width_are_refused():
     with pytest.raises(ValueError, match="sample 0: 3 teacher log-probs"):
         self_distill_delta({0: torch.zeros(3)}, torch.zeros(1, 2), torch.ones(1, 2))
+
+
+def test_the_batch_user_balance_applies_only_when_configured():
+    """``coars.reward.user_balance: batch`` changes the user's scores (and only the user's); the
+    default and the outcome mode leave the reward manager's values."""
+    # two "no" answers to other items (both right, no hit), and a hit at turn 2 after a right "no"
+    always_no = _reward_info([(REC, "Reason: r\nItem: Up"), (USER, "Reason: u\nDecision: no"),
+                              (REC, "Reason: r\nItem: The Matrix"), (USER, "Reason: u\nDecision: no")])
+    hit_late = _reward_info([(REC, "Reason: r\nItem: Up"), (USER, "Reason: u\nDecision: no"),
+                             (REC, "Reason: r\nItem: Heat"), (USER, "Reason: u\nDecision: yes")])
+    roles, infos, real = [USER, REC, USER, REC], [always_no, always_no, hit_late, hit_late], [True] * 4
+    plain = role_scores(roles, infos).tolist()
+
+    unchanged, weights = batch_reward_infos(roles, infos, real, RewardConfig())
+    assert weights is None and role_scores(roles, unchanged).tolist() == plain
+    outcome, weights = batch_reward_infos(roles, infos, real, RewardConfig(mode="outcome", user_balance="batch"))
+    assert weights is None and role_scores(roles, outcome).tolist() == plain
+
+    balanced, weights = batch_reward_infos(roles, infos, real, RewardConfig(user_balance="batch"))
+    # judgments: 1 target, 3 others -> w_target 2, w_other 2/3: always_no's 1.0 -> 2/3, hit_late's 1 + 0.5 -> (2/3 + 2)/2 + 0.5
+    assert weights == pytest.approx((2.0, 2 / 3))
+    assert role_scores(roles, balanced).tolist() == pytest.approx([2 / 3, plain[1], 4 / 3 + 0.5, plain[3]])

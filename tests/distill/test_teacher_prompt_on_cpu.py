@@ -8,7 +8,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from coars_verl.algo.advantage import token_delta
 from coars_verl.distill.teacher_prompt import teacher_prompt_ids, with_teacher_context
-from coars_verl.teacher_records import teacher_record, teacher_tag
+from coars_verl.teacher_records import padding_record, padding_tag, scoring_order, teacher_record, teacher_tag
 
 MESSAGES = [{"role": "system", "content": "You are a recommender agent."}, {"role": "user", "content": "Candidates:\n1. Heat\n2. Fargo"}]
 
@@ -117,3 +117,25 @@ def test_teacher_prompts_use_the_recipes_chat_template_arguments(tiny_model_path
     with_kwargs = generation_prompt_ids(tok, MESSAGES, {"enable_thinking": True})
     assert with_kwargs == tok.apply_chat_template(MESSAGES, add_generation_prompt=True, tokenize=True, return_dict=False, enable_thinking=True)
     assert with_kwargs != generation_prompt_ids(tok, MESSAGES, None)
+
+
+def test_padding_records_are_two_masked_tokens_and_the_order_groups_lengths():
+    """The teacher pass pads to the worker's batch multiple with two-token records that no loss or
+    metric reads (masks 0, tag is_padding), and sends records longest first per rank: a padded
+    micro-batch then holds records of similar length."""
+    sample = {"responses": torch.tensor([5, 6, 7]), "response_mask": torch.ones(3, dtype=torch.int64),
+              "loss_mask": torch.ones(3, dtype=torch.int64), "position_ids": torch.arange(9)}
+    pad = padding_record(sample, eos_token_id=2)
+    assert pad["input_ids"].tolist() == [2, 2] and pad["prompts"].tolist() == [2]
+    assert pad["response_mask"].tolist() == [0] and pad["loss_mask"].tolist() == [0]
+    assert pad["position_ids"].tolist() == [0, 1] and pad["attention_mask"].tolist() == [1, 1]
+    assert sample["responses"].tolist() == [5, 6, 7]  # the template is not modified
+    assert padding_tag({"uid": "u", "seq_len": 40, "is_padding": False}) == {"uid": "u", "prompt_len": 1, "seq_len": 2, "is_padding": True}
+
+    lengths = [30, 2, 90, 2, 60, 10]
+    assert scoring_order(lengths, dp_size=1) == [2, 4, 0, 5, 1, 3]
+    two_ranks = scoring_order(lengths, dp_size=2)
+    halves = [two_ranks[:3], two_ranks[3:]]
+    assert sorted(two_ranks) == list(range(6))
+    assert all([lengths[j] for j in half] == sorted((lengths[j] for j in half), reverse=True) for half in halves)
+    assert abs(sum(lengths[j] for j in halves[0]) - sum(lengths[j] for j in halves[1])) <= 30  # balanced tokens

@@ -30,12 +30,12 @@ os.environ.update(RANK="0", WORLD_SIZE="1", LOCAL_RANK="0", LOCAL_WORLD_SIZE="1"
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 import verl  # noqa: E402,F401  (loads the coars_verl plugin: the CPU platform)
-from verl.trainer.ppo.padding_utils import build_padding_position_ids, construct_minimal_padding_template  # noqa: E402
+from verl.trainer.ppo.padding_utils import build_padding_position_ids  # noqa: E402
 from verl.utils import tensordict_utils as tu  # noqa: E402
 
 from coars_verl.algo.role_batch import self_distill_delta  # noqa: E402
 from coars_verl.distill.teacher_prompt import teacher_prompt_ids  # noqa: E402
-from coars_verl.teacher_records import SOURCE_FIELDS, teacher_record  # noqa: E402
+from coars_verl.teacher_records import SOURCE_FIELDS, padding_record, scoring_order, teacher_record  # noqa: E402
 
 SAMPLES = [  # (student messages, response text, teacher context or "" for none)
     ([{"role": "system", "content": "You recommend."}, {"role": "user", "content": "Candidates: Heat, Up."}],
@@ -70,18 +70,20 @@ def stored_sample(prompt_ids: list[int], response_ids: list[int]) -> dict:
 
 
 def worker_log_probs(worker, records: list[dict], multiple: int, eos: int) -> list[torch.Tensor]:
-    """Each record's response-token log-probs from the worker (padded to its batch multiple, as the trainer does)."""
+    """Each record's response-token log-probs from the worker, padded to its batch multiple with the
+    trainer's padding records and sent in the trainer's scoring order (longest first)."""
     from verl.workers.utils.padding import response_from_nested
 
-    template, _ = construct_minimal_padding_template(records[0], {}, eos)
-    template = {k: v for k, v in template.items() if k in records[0]}
-    padded = records + [{k: v.clone() for k, v in template.items()} for _ in range((-len(records)) % multiple)]
-    td = tu.list_of_dict_to_tensordict(padded)
+    padded = records + [padding_record(records[0], eos) for _ in range((-len(records)) % multiple)]
+    order = scoring_order([int(r["input_ids"].numel()) for r in padded], dp_size=1)
+    assert sorted(order) == list(range(len(padded)))
+    td = tu.list_of_dict_to_tensordict([padded[j] for j in order])
     for key, value in {"calculate_entropy": False, "compute_loss": False, "temperature": 1.0}.items():
         tu.assign_non_tensor_data(tensor_dict=td, key=key, val=value)
     out = worker.compute_log_prob(td)
     log_probs = response_from_nested(out["log_probs"], td["response_mask"])
-    return [log_probs[j, : r["responses"].numel()].float() for j, r in enumerate(records)]
+    position = {j: k for k, j in enumerate(order)}
+    return [log_probs[position[j], : r["responses"].numel()].float() for j, r in enumerate(records)]
 
 
 def main(model_path: str) -> dict:
