@@ -49,6 +49,7 @@ from coars_verl.algo.role_batch import batch_reward_infos, role_scores, scores_o
 from coars_verl.algo.role_metrics import role_advantage_gap, role_metrics
 from coars_verl.composition import check_composition
 from coars_verl.constants import (
+    EI_HISTORY_ITEM_IDS,
     EXTRA_CORE_SECONDS,
     EXTRA_PROMPT_MESSAGES,
     EXTRA_ROLE,
@@ -58,7 +59,7 @@ from coars_verl.constants import (
     TRAINER_MODE_NAME,
 )
 from coars_verl.distill.batch_contexts import batch_teacher_prompts, single_turn_teacher_prompts
-from coars_verl.distill.contexts import SOURCE_MEMORY
+from coars_verl.distill.contexts import SOURCE_MEMORY, SOURCE_NEIGHBOR
 from coars_verl.distill.memory import DialogueMemory, compact_record
 from coars_verl.distill.single_turn import memory_record
 from coars_verl.estimator import self_distill_config
@@ -192,6 +193,8 @@ class CoarsPPOTrainer(PPOTrainerSync):
 
         advantages, returns = advantages_with(None)
         delta = None
+        neighbors = dialogue and self.sd_config.mode != MODE_OFF and SOURCE_NEIGHBOR in self.sd_config.sources
+        histories = self._histories(batch) if neighbors else None
         if self.sd_config.mode != MODE_OFF:
             needed, skipped = teacher_needed(self.sd_config, advantages, data.batch["response_mask"], step)
             wanted = [bool(n) and r for n, r in zip(needed.tolist(), real)]
@@ -201,7 +204,8 @@ class CoarsPPOTrainer(PPOTrainerSync):
             metrics["coars/sd/lambda"] = self.sd_config.lam_at(step)
             self._log_switch_off(step)
             # with nothing wanted no teacher prompt is built and the pass is skipped (delta 0: the outcome advantages)
-            delta, has_context = self._self_distill_delta(batch, data, extras, roles, scores.tolist(), real, metrics, dialogue, wanted)
+            delta, has_context = self._self_distill_delta(batch, data, extras, roles, scores.tolist(), real, metrics, dialogue, wanted,
+                                                          histories)
             advantages, returns = advantages_with(delta)
         data.batch["advantages"], data.batch["returns"] = advantages, returns
 
@@ -217,7 +221,7 @@ class CoarsPPOTrainer(PPOTrainerSync):
         if dialogue:
             sessions = [batch.keys[i].rsplit("_", 1)[0] for i in keep]  # keys are {uid}_{session}_{output index}
             metrics["coars/dialogue/role_advantage_gap_mean"] = role_advantage_gap(sessions, kept_roles, [mean_adv[i] for i in keep])
-            self._remember([extras[i] for i in keep])
+            self._remember([extras[i] for i in keep], [histories[i] for i in keep] if histories is not None else None)
             dialogues = [extras[i] for i in keep if roles[i] == ROLE_RECOMMENDER]
             metrics["timing_s/coars_dialogue_core"] = sum(float(e.get(EXTRA_CORE_SECONDS, 0.0)) for e in dialogues)
             metrics["timing_s/coars_reward"] = sum(float(e["reward_extra_info"].get(REWARD_SECONDS_KEY, 0.0)) for e in dialogues)
@@ -241,7 +245,12 @@ class CoarsPPOTrainer(PPOTrainerSync):
             logger.warning("coars: self-distillation switches off at step %d (rlsd lambda reached 0 after %d steps); the teacher "
                            "pass is skipped from now on", step + 1, self.sd_config.lambda_decay_steps)
 
-    def _self_distill_delta(self, batch, data, extras, roles, own_role_scores, real, metrics, dialogue: bool, wanted):
+    def _histories(self, batch) -> list[list[str]]:
+        """Each sample's user history (item ids, from its dataset row's ``extra_info``): the neighbor source's key."""
+        stored = tq.kv_batch_get(keys=batch.keys, partition_id=batch.partition_id, select_fields=["extra_info"])
+        return [list((getattr(e, "data", e) or {}).get(EI_HISTORY_ITEM_IDS) or ()) for e in list(stored["extra_info"])]
+
+    def _self_distill_delta(self, batch, data, extras, roles, own_role_scores, real, metrics, dialogue: bool, wanted, histories=None):
         """``(B, R)`` delta and ``(B,)`` has-context mask; logs context shares, tokens and time."""
         start = time.perf_counter()
         cfg = self.sd_config
@@ -251,7 +260,7 @@ class CoarsPPOTrainer(PPOTrainerSync):
             teacher = batch_teacher_prompts(
                 uids, roles, [extra[EXTRA_SUMMARY] for extra in extras], own_role_scores,
                 [extra[EXTRA_PROMPT_MESSAGES] for extra in extras], [p.tolist() for p in stored_prompts], real,
-                self._render_prompt, cfg, memory=self.memory, step=self.global_steps, wanted=wanted,
+                self._render_prompt, cfg, memory=self.memory, step=self.global_steps, wanted=wanted, histories=histories,
             )
         else:  # a verl agent loop's samples: the dataset row travels with each sample
             fields = ["prompts", "responses", "raw_prompt", "reward_model"] + (["extra_info"] if cfg.memory_key else [])
@@ -392,12 +401,15 @@ class CoarsPPOTrainer(PPOTrainerSync):
                                reward_extra_infos_dict=per_sample, dump_path=rollout_data_dir)
 
     # ------------------------------------------------------------------ memory
-    def _remember(self, extras) -> None:
-        """Store this step's dialogues (once each: from the recommender's sample) for later steps."""
-        for extra in extras:
+    def _remember(self, extras, histories=None) -> None:
+        """Store this step's dialogues (once each: from the recommender's sample) for later steps, and
+        with the neighbor source each user's history."""
+        for i, extra in enumerate(extras):
             if extra[EXTRA_ROLE] == ROLE_RECOMMENDER:
                 summary = extra[EXTRA_SUMMARY]
                 self.memory.add(summary["user_id"], compact_record(summary), step=self.global_steps)
+                if histories is not None:
+                    self.memory.set_history(summary["user_id"], histories[i])
 
     def _compute_ref_log_prob(self, batch, metrics):
         if not need_reference_policy(self.config):
@@ -426,11 +438,11 @@ class CoarsPPOTrainer(PPOTrainerSync):
         if os.path.exists(path):
             self.memory.load(path)
             logger.info("coars: restored the dialogue memory from %s (%d records)", path, self.memory.num_records())
-        elif self.sd_config.mode != MODE_OFF and SOURCE_MEMORY in self.sd_config.sources:
+        elif self.sd_config.mode != MODE_OFF and {SOURCE_MEMORY, SOURCE_NEIGHBOR} & set(self.sd_config.sources):
             raise FileNotFoundError(
                 f"coars: resuming from {self._step_folder()} without its dialogue memory ({MEMORY_FILE}); the memory "
-                "teacher source would silently start empty. Resume from a checkpoint written by coars_sync, or drop "
-                "'memory' from algorithm.coars.self_distill.sources"
+                "and neighbor teacher sources would silently start empty. Resume from a checkpoint written by coars_sync, or "
+                "drop 'memory' and 'neighbor' from algorithm.coars.self_distill.sources"
             )
         else:
             logger.warning("coars: no dialogue memory at %s; the memory source is not used, nothing is lost", path)

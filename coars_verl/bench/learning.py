@@ -44,9 +44,11 @@ VARIANTS = {
     "teacher_sibling": ("+ablation=teacher_sibling",),
     "teacher_hindsight": ("+ablation=teacher_hindsight",),
     "teacher_target": ("+ablation=teacher_target",),
+    "teacher_neighbor": ("+ablation=teacher_neighbor",),
 }
 SD_METRICS = (
     "coars/sd/context_share",
+    "coars/sd/context_share/neighbor",
     "coars/sd/recommender/delta_mean",
     "coars/sd/recommender/delta_std",
     "coars/sd/recommender/clip_share",

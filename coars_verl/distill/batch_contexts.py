@@ -59,6 +59,7 @@ def batch_teacher_prompts(
     memory: Any = None,
     step: int | None = None,
     wanted: Sequence[bool] | None = None,
+    histories: Sequence[Sequence[Any] | None] | None = None,
 ) -> BatchTeacherPrompts:
     """Teacher prompt ids for the samples of a batch that have a teacher context.
 
@@ -70,6 +71,7 @@ def batch_teacher_prompts(
         cfg: a ``SelfDistillConfig`` (sources, memory_k, context_max_chars, context_position).
         memory, step: the dialogue memory and the current step (memory source).
         wanted: the samples whose credit can use a teacher (None: all); the others are still siblings.
+        histories: each sample's user's history item ids (neighbor source; None: no neighbours).
     """
     out = BatchTeacherPrompts()
     for members in role_groups(uids, roles, real).values():
@@ -80,6 +82,7 @@ def batch_teacher_prompts(
             text, source = build_teacher_context(
                 roles[i], summaries[i], cfg.sources, memory=memory, group=group, self_index=position,
                 step=step, memory_k=cfg.memory_k, max_chars=cfg.context_max_chars,
+                history=histories[i] if histories is not None else None,
             )
             _add_teacher_prompt(out, i, text, source, prompt_messages[i], student_prompts[i], render, cfg)
     return out

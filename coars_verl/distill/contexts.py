@@ -9,7 +9,10 @@ the source has nothing for this sample:
 * ``sibling``   -- :func:`sibling_context`: the best successful dialogue of the same group (same
   prompt uid) in this step, if strictly better than the sample (rule: :func:`best_sibling_index`);
 * ``hindsight`` -- :func:`hindsight_context`: this dialogue's feedback and final outcome;
-* ``target``    -- :func:`target_context`: the ground-truth item (leaks the answer; ablation only).
+* ``target``    -- :func:`target_context`: the ground-truth item (leaks the answer; ablation only);
+* ``neighbor``  -- :func:`neighbor_context`: earlier dialogues of OTHER users whose histories share
+  items with this user's (RecNet's preference propagation across related users, as privileged
+  context); not in the default order, selected like any source (ablation ``teacher_neighbor``).
 
 :func:`build_teacher_context` tries the configured sources in order and returns the first one that
 is available. Every text is cut to ``max_chars`` characters (ending with "…" when cut).
@@ -29,7 +32,8 @@ SOURCE_MEMORY = "memory"
 SOURCE_SIBLING = "sibling"
 SOURCE_HINDSIGHT = "hindsight"
 SOURCE_TARGET = "target"
-SOURCES = (SOURCE_MEMORY, SOURCE_SIBLING, SOURCE_HINDSIGHT, SOURCE_TARGET)
+SOURCE_NEIGHBOR = "neighbor"
+SOURCES = (SOURCE_MEMORY, SOURCE_SIBLING, SOURCE_HINDSIGHT, SOURCE_TARGET, SOURCE_NEIGHBOR)
 """All known context sources."""
 DEFAULT_SOURCES = (SOURCE_MEMORY, SOURCE_SIBLING, SOURCE_HINDSIGHT)
 """Default fallback order (spec section 4); ``target`` is an ablation and never on by default."""
@@ -52,6 +56,12 @@ HEADERS = {
     ),
     (SOURCE_HINDSIGHT, ROLE_USER): (
         "Hindsight on this conversation (every suggestion, your answers and how it ended):"
+    ),
+    (SOURCE_NEIGHBOR, ROLE_RECOMMENDER): (
+        "Earlier dialogues with other users whose histories overlap this user's (most overlap first):"
+    ),
+    (SOURCE_NEIGHBOR, ROLE_USER): (
+        "Earlier conversations of other users whose histories overlap yours (most overlap first):"
     ),
 }
 
@@ -172,6 +182,41 @@ def memory_context(
     return fit_budget([HEADERS[SOURCE_MEMORY, role]] + [_memory_line(role, r) for r in records], max_chars)
 
 
+def _neighbor_line(shared: int, record: Mapping[str, Any]) -> str:
+    """One line per neighbour: what that user rejected and why, and how the dialogue ended."""
+    parts = [f"that user rejected {_q(rej.get('item'))}{_because(rej.get('reason') or '')}" for rej in record.get("rejected") or ()]
+    outcome = _outcome(ROLE_RECOMMENDER, record.get("accepted"), bool(record.get("hit")), record.get("final_item"),
+                       int(record.get("turns") or 0))
+    parts.append(outcome.replace("the user", "that user", 1))
+    return f"- A user sharing {shared} history item{'s' if shared != 1 else ''}: " + "; ".join(parts) + "."
+
+
+def neighbor_context(
+    role: str,
+    summary: Mapping[str, Any],
+    memory: Any,
+    history: Sequence[Any] | None,
+    k: int = DEFAULT_MEMORY_K,
+    before_step: int | None = None,
+    max_chars: int | None = DEFAULT_MAX_CHARS,
+) -> str | None:
+    """Neighbor source: the most recent stored dialogue of each of the ``k`` other users whose
+    histories share the most items with ``history`` (this sample's user's history item ids).
+
+    ``memory`` is a :class:`coars_verl.distill.memory.DialogueMemory` (``neighbors`` and ``select``)
+    or ``None``. Only records from steps before ``before_step`` count. ``None`` when there is no
+    store, no history, or no other user shares an item.
+    """
+    _check_role(role)
+    if memory is None or k <= 0 or not history:
+        return None
+    found = memory.neighbors(view_summary(summary).user_id, history, k, before_step=before_step)
+    if not found:
+        return None
+    lines = [_neighbor_line(shared, memory.select(uid, 1, before_step=before_step)[0]) for uid, shared in found]
+    return fit_budget([HEADERS[SOURCE_NEIGHBOR, role]] + lines, max_chars)
+
+
 def best_sibling_index(group: Sequence[tuple[Mapping[str, Any], float]], self_index: int) -> int | None:
     """Index in ``group`` of the sibling to show to sample ``self_index``, or ``None``.
 
@@ -264,6 +309,7 @@ def build_teacher_context(
     step: int | None = None,
     memory_k: int = DEFAULT_MEMORY_K,
     max_chars: int | None = DEFAULT_MAX_CHARS,
+    history: Sequence[Any] | None = None,
 ) -> tuple[str | None, str | None]:
     """Teacher context h for one (dialogue, role) sample: the first available source in ``sources``.
 
@@ -277,6 +323,7 @@ def build_teacher_context(
         step: current training step; memory records from this step or later are ignored.
         memory_k: number of past dialogues shown by the memory source.
         max_chars: character budget of the returned text (``None``: unlimited).
+        history: the sample's user's history item ids (neighbor source; ``memory_k`` neighbours).
 
     Returns:
         ``(text, source_name)``, or ``(None, None)`` if no source has anything (then delta = 0).
@@ -292,6 +339,8 @@ def build_teacher_context(
             text = sibling_context(role, summary, group, self_index, max_chars=max_chars)
         elif source == SOURCE_HINDSIGHT:
             text = hindsight_context(role, summary, max_chars=max_chars)
+        elif source == SOURCE_NEIGHBOR:
+            text = neighbor_context(role, summary, memory, history, k=memory_k, before_step=step, max_chars=max_chars)
         else:
             text = target_context(role, summary, max_chars=max_chars)
         if text:

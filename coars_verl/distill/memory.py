@@ -9,7 +9,12 @@ store is bounded and fully deterministic:
 * at most ``max_users`` users; when full, the user whose last ``add`` is the oldest is dropped
   (least-recently-added; reads do not count, so ``select`` never changes the state);
 * :meth:`DialogueMemory.select` returns the ``k`` most recent records of a user, newest first,
-  optionally only those from steps before a given step.
+  optionally only those from steps before a given step;
+* for the ``neighbor`` source, each user's latest history (item ids, :meth:`DialogueMemory.set_history`)
+  is kept beside the records, with an item -> users index, and :meth:`DialogueMemory.neighbors`
+  returns the other users whose histories share the most items with a given history (ties: the
+  larger share of the other user's history, then the user id), so the same memory and history
+  always give the same neighbours. A history leaves with its user.
 
 Stdlib only (no torch, no verl). Checkpoint with :meth:`state_dict`/:meth:`save` and restore with
 :meth:`load_state_dict`/:meth:`load`.
@@ -22,12 +27,14 @@ import copy
 import json
 import os
 import tempfile
-from collections import OrderedDict
-from typing import Any, Mapping
+from collections import Counter, OrderedDict, defaultdict
+from typing import Any, Iterable, Mapping
 
 from coars_verl.distill.summary import view_summary
 
-STATE_FORMAT = "coars_dialogue_memory/v1"
+STATE_FORMAT = "coars_dialogue_memory/v2"
+"""v2 adds the users' histories; a v1 state (no histories) still loads."""
+_READABLE_FORMATS = ("coars_dialogue_memory/v1", STATE_FORMAT)
 
 
 def _clip(text: str, max_chars: int) -> str:
@@ -67,6 +74,8 @@ class DialogueMemory:
         self.max_per_user = int(max_per_user)
         self.max_users = int(max_users)
         self._users: OrderedDict[str, list[dict[str, Any]]] = OrderedDict()
+        self._histories: dict[str, tuple[str, ...]] = {}
+        self._item_users: dict[str, set[str]] = defaultdict(set)
 
     # ------------------------------------------------------------------ writes
     def add(self, user_id: Any, record: Mapping[str, Any], step: int) -> None:
@@ -87,10 +96,32 @@ class DialogueMemory:
         del records[: max(len(records) - self.max_per_user, 0)]
         self._users[uid] = records  # (re)inserted at the end: most recently added user
         while len(self._users) > self.max_users:
-            self._users.popitem(last=False)
+            dropped, _ = self._users.popitem(last=False)
+            self._drop_history(dropped)
+
+    def set_history(self, user_id: Any, item_ids: Iterable[Any]) -> None:
+        """Keep ``item_ids`` (the user's latest interaction history) as the user's history, for
+        :meth:`neighbors`. Only users with records keep one: call it after :meth:`add`."""
+        if not _names_a_user(user_id) or str(user_id) not in self._users:
+            return
+        uid = str(user_id)
+        self._drop_history(uid)
+        history = tuple(dict.fromkeys(str(item) for item in item_ids))
+        self._histories[uid] = history
+        for item in history:
+            self._item_users[item].add(uid)
+
+    def _drop_history(self, uid: str) -> None:
+        for item in self._histories.pop(uid, ()):
+            users = self._item_users[item]
+            users.discard(uid)
+            if not users:
+                del self._item_users[item]
 
     def clear(self) -> None:
         self._users.clear()
+        self._histories.clear()
+        self._item_users.clear()
 
     # ------------------------------------------------------------------- reads
     def select(self, user_id: Any, k: int, before_step: int | None = None) -> list[dict[str, Any]]:
@@ -107,6 +138,31 @@ class DialogueMemory:
         if k <= 0:
             return []
         return [copy.deepcopy(r) for r in reversed(records[-k:])]
+
+    def neighbors(self, user_id: Any, item_ids: Iterable[Any], k: int, before_step: int | None = None) -> list[tuple[str, int]]:
+        """Up to ``k`` other users whose histories share items with ``item_ids``, as ``(user id,
+        shared items)``, most shared first; ties: the larger share of the other user's history, then
+        the user id. Only users with a record eligible under ``before_step`` count; ``user_id``
+        itself never does."""
+        if k <= 0:
+            return []
+        own = None if not _names_a_user(user_id) else str(user_id)
+        shared: Counter = Counter()
+        for item in dict.fromkeys(str(i) for i in item_ids):
+            shared.update(self._item_users.get(item, ()))
+        shared.pop(own, None)
+        ranked = sorted(shared.items(), key=lambda pair: (-pair[1], -pair[1] / len(self._histories[pair[0]]), pair[0]))
+        found = []
+        for uid, count in ranked:
+            if self.select(uid, 1, before_step=before_step):
+                found.append((uid, count))
+                if len(found) == k:
+                    break
+        return found
+
+    def history(self, user_id: Any) -> tuple[str, ...]:
+        """The history kept for ``user_id`` (empty when none)."""
+        return self._histories.get(str(user_id), ())
 
     def users(self) -> list[str]:
         """User ids, least recently added first."""
@@ -129,6 +185,7 @@ class DialogueMemory:
             "max_per_user": self.max_per_user,
             "max_users": self.max_users,
             "users": [[uid, copy.deepcopy(recs)] for uid, recs in self._users.items()],
+            "histories": [[uid, list(self._histories[uid])] for uid in self._users if uid in self._histories],
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
@@ -137,14 +194,16 @@ class DialogueMemory:
         The limits of THIS instance apply (they come from the current config): if the saved state
         holds more, the oldest records / least recently added users are dropped.
         """
-        if state.get("format") != STATE_FORMAT:
-            raise ValueError(f"not a DialogueMemory state (format={state.get('format')!r}, expected {STATE_FORMAT!r})")
-        self._users.clear()
+        if state.get("format") not in _READABLE_FORMATS:
+            raise ValueError(f"not a DialogueMemory state (format={state.get('format')!r}, expected one of {_READABLE_FORMATS})")
+        self.clear()
         for uid, records in state["users"]:
             for rec in records:
                 rec = dict(rec)
                 step = rec.pop("step")
                 self.add(uid, rec, step)
+        for uid, items in state.get("histories", ()):
+            self.set_history(uid, items)
 
     def save(self, path: str | os.PathLike) -> None:
         """Write :meth:`state_dict` as JSON to ``path`` atomically (temp file + fsync + rename)."""

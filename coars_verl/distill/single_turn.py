@@ -82,7 +82,7 @@ def single_turn_context(sources: Sequence[str], responses: Sequence[str], scores
         elif source == SOURCE_TARGET:
             text = target_context(ground_truth, max_chars)
         else:
-            continue  # hindsight: a dialogue source
+            continue  # hindsight and neighbor: dialogue sources
         if text:
             return text, source
     return None, None

@@ -26,7 +26,7 @@ from pathlib import Path
 from coars_verl.cpu.launch import RECIPES_DIR, run_main_ppo
 from coars_verl.demo import prepare_movielens
 
-ABLATIONS = ("outcome_only", "no_self_distill", "no_coupling", "teacher_memory", "teacher_sibling", "teacher_hindsight", "teacher_target", "teacher_reference")
+ABLATIONS = ("outcome_only", "no_self_distill", "no_coupling", "teacher_memory", "teacher_sibling", "teacher_hindsight", "teacher_target", "teacher_neighbor", "teacher_reference")
 NO_LORA_EXTRA = {"teacher_reference": ("actor_rollout_ref.actor.use_kl_loss=true", "actor_rollout_ref.actor.kl_loss_coef=0")}
 """The tiny model trains without LoRA: the reference teacher then needs verl's reference worker (a zero-weight KL term)."""
 RECIPES_ABLATIONS = frozenset(path.stem for path in (RECIPES_DIR / "ablation").glob("*.yaml"))

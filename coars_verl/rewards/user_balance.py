@@ -6,8 +6,8 @@ scores high, and a user agent that cannot yet tell the target apart drifts to it
 collapse, docs/results.md). One dialogue cannot see that frequency: it judges a handful of items,
 often none of them the target. The batch can. Here each judgment's correctness is weighted by the
 inverse frequency of its class (target / other) over the batch's judgments, as in balanced
-accuracy, so answering all "no" and answering all "yes" earn the same in expectation and only
-telling the two apart raises the reward::
+accuracy, so that summed over the batch's judgments answering all "no" and answering all "yes"
+earn the same::
 
     w_target = J / (2 * J_target),   w_other = J / (2 * J_other)     (J = J_target + J_other, batch totals)
     balanced_d = (w_target * correct_target_d + w_other * correct_other_d) / answered_d
@@ -15,6 +15,12 @@ telling the two apart raises the reward::
 
 With equal class counts the weights are 1 and the reward is unchanged; with no judgment of one
 class in the batch there is nothing to balance and the rewards are returned unchanged.
+
+Measured (docs/results.md, preset ``quick_rejections``): it does not stop the drift to "no". The
+balance holds per judgment, but GRPO compares dialogues and each dialogue's reward is a mean: a
+"yes" to another item ends the dialogue at once with nothing right, while "no" keeps the dialogue
+going and collects right answers, so per dialogue "no" still earns more when the user agent cannot
+tell the target apart.
 
 Counts come from the reward manager's ``reward_extra_info`` (``user/{target,other}_judgments`` and
 ``user/correct_{target,other}``, :meth:`coars_verl.rewards.interaction.RoleRewards.as_extra_info`);

@@ -4,6 +4,7 @@ the curve read the evaluation results; the runs themselves are in tests/e2e/test
 import json
 
 import pytest
+import yaml
 
 from coars_verl.bench import learning
 from coars_verl.cpu.launch import TrainingRun
@@ -82,4 +83,4 @@ def test_every_variant_is_an_ablation_recipe_or_a_valid_reward_setting():
             else:
                 key, value = override.removeprefix("coars.reward.").split("=")
                 assert override.startswith("coars.reward."), variant
-                assert RewardConfig.from_mapping({key: float(value)}) != RewardConfig(), variant
+                assert RewardConfig.from_mapping({key: yaml.safe_load(value)}) != RewardConfig(), variant  # as Hydra parses it

@@ -106,7 +106,8 @@ def test_config_validates_the_mode():
     lambda d: sum(t for t, _ in d) > 0 and sum(o for _, o in d) > 0))
 def test_always_yes_and_always_no_earn_the_same_over_the_batch(dialogues):
     """Whatever the class frequencies, a user agent that does not discriminate earns J / 2 summed over
-    its judgments either way (unbalanced, the majority answer earns more): the collapse has no pull."""
+    the batch's judgments either way (unbalanced, the majority answer earns more). Per dialogue the
+    two differ (a "yes" ends a dialogue): the module docstring and docs/results.md say what that does."""
     def totals(decision):
         roles, infos = [], []
         for targets, others in dialogues:
