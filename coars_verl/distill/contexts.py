@@ -142,7 +142,8 @@ def _outcome_line(role: str, view: DialogueView) -> str:
 
 
 def _memory_line(role: str, record: Mapping[str, Any]) -> str:
-    """One line per memory record (a :func:`coars_verl.distill.memory.compact_record` + ``step``)."""
+    """One line per memory record (a :func:`coars_verl.distill.memory.compact_record` + ``step``; a
+    record's own ``when`` text, if any, replaces "at training step N")."""
     parts = []
     for rej in record.get("rejected") or ():
         if role == ROLE_RECOMMENDER:
@@ -155,7 +156,8 @@ def _memory_line(role: str, record: Mapping[str, Any]) -> str:
     parts.append(_outcome(role, record.get("accepted"), bool(record.get("hit")), record.get("final_item"),
                           int(record.get("turns") or 0)))
     where = "Dialogue" if role == ROLE_RECOMMENDER else "Conversation"
-    return f"- {where} at training step {record.get('step', '?')}: " + "; ".join(parts) + "."
+    when = record.get("when") or f"at training step {record.get('step', '?')}"
+    return f"- {where} {when}: " + "; ".join(parts) + "."
 
 
 # ----------------------------------------------------------------------------- the sources

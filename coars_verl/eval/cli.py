@@ -6,6 +6,10 @@ Examples::
     python -m coars_verl.eval --model artifacts/models/tiny-primed --data artifacts/data/movielens-100k \\
         --out runs/eval/zero-shot --one-per-user --max-samples 20 --max-users 10
 
+    # the Reflexion-style baseline: the same model, each user's validation dialogue shown as memory
+    python -m coars_verl.eval --model artifacts/models/tiny-primed --data artifacts/data/movielens-100k \
+        --out runs/eval/memory --one-per-user --max-samples 20 --tasks dialogue --memory-from-split valid
+
     # a verl checkpoint (merged with verl's model merger into a cache folder first), vLLM on GPU
     python -m coars_verl.eval --model checkpoints/coars/global_step_100/actor --data data/ml-100k \\
         --out runs/eval/coars-step100 --backend vllm --one-per-user
@@ -26,7 +30,9 @@ from typing import Optional
 from coars_verl.dialogue.parsers import DEFAULT_MAX_REASON_CHARS
 from coars_verl.dialogue.prompts import load_prompt_overrides
 from coars_verl.eval.backends import BACKENDS, BackendUnavailable
+from coars_verl.distill.contexts import DEFAULT_MEMORY_K, SOURCE_MEMORY
 from coars_verl.eval.evaluate import TASKS, EvalOptions, evaluate
+from coars_verl.eval.memory_baseline import MEMORY_SOURCES, MemorySetting
 from coars_verl.eval.report import markdown_single
 from coars_verl.eval.store import OptionsMismatch
 
@@ -64,6 +70,13 @@ def build_parser() -> argparse.ArgumentParser:
     dia.add_argument("--max-tokens", type=int, default=96, help="tokens per answer (coars.agent_loop.max_tokens_per_turn)")
     dia.add_argument("--response-budget", type=int, default=None, help="tokens a role may accumulate (rollout.response_length); default unlimited")
     dia.add_argument("--chat-template-kwargs", default=None, help="JSON object passed to apply_chat_template (data.apply_chat_template_kwargs)")
+    mem = p.add_argument_group("Reflexion-style baseline (AFL-style memory in the prompt, no training)")
+    mem.add_argument("--memory-from-split", default=None, metavar="SPLIT",
+                     help="play each test user's last window of SPLIT (e.g. valid) with this model and show that dialogue to the recommender")
+    mem.add_argument("--memory-file", default=None, help="or show the dialogues of a memory saved by training (coars_memory.json)")
+    mem.add_argument("--memory-sources", nargs="+", choices=MEMORY_SOURCES, default=[SOURCE_MEMORY],
+                     help="memory: the user's own dialogues; neighbor: those of users whose histories overlap; the first that has one")
+    mem.add_argument("--memory-k", type=int, default=DEFAULT_MEMORY_K, help="dialogues (memory) or users (neighbor) shown")
     gen = p.add_argument_group("generation")
     gen.add_argument("--backend", choices=BACKENDS, default="auto", help="auto: vllm if importable and CUDA is available, else hf")
     gen.add_argument("--dtype", default=None, help="model dtype (default: float32 for hf, auto for vllm)")
@@ -100,6 +113,8 @@ def options_from_args(args: argparse.Namespace) -> EvalOptions:
         vllm_kwargs=json.loads(args.vllm_kwargs) if args.vllm_kwargs else {},
         merge_cache=args.merge_cache,
         label=args.label,
+        memory=MemorySetting(split=args.memory_from_split, file=args.memory_file,
+                             sources=tuple(dict.fromkeys(args.memory_sources)), k=args.memory_k),
     )
 
 

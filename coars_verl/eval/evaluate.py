@@ -19,6 +19,8 @@ from coars_verl.dialogue.prompts import PromptTemplates
 from coars_verl.dialogue.state import DialogueConfig
 from coars_verl.eval import data as data_mod
 from coars_verl.eval.backends import GenerationBackend, check_backend, make_backend, resolve_backend_name
+from coars_verl.distill.memory import DialogueMemory
+from coars_verl.eval.memory_baseline import MemorySetting, memory_rows, played_memory, recommender_contexts
 from coars_verl.eval.metrics import Judgment, recommendation_metrics, user_sim_metrics
 from coars_verl.eval.report import make_result, markdown_single
 from coars_verl.eval.runner import ChatCodec, GenerationLimits, run_dialogues, run_user_sim
@@ -27,6 +29,7 @@ from coars_verl.eval.store import ResultStore, write_json_atomic, write_text_ato
 TASK_DIALOGUE, TASK_USER_SIM, TASKS = data_mod.TASK_DIALOGUE, data_mod.TASK_USER_SIM, data_mod.TASKS
 RESULTS_JSON = "results.json"
 RESULTS_MD = "results.md"
+MEMORY_JSON = "memory.json"
 DEFAULT_BATCH_SIZE = {"hf": 8, "vllm": 256}
 
 
@@ -53,6 +56,8 @@ class EvalOptions:
     vllm_kwargs: dict[str, Any] = field(default_factory=dict)
     merge_cache: Optional[str] = None
     label: Optional[str] = None
+    memory: MemorySetting = field(default_factory=MemorySetting)
+    """The Reflexion-style baseline (:mod:`coars_verl.eval.memory_baseline`); off by default."""
 
     def dialogue_config(self) -> DialogueConfig:
         return DialogueConfig(
@@ -70,6 +75,9 @@ class EvalOptions:
                 raise ValueError(f"{name} must be >= 1, got {value}")
         if self.max_tokens < 1:
             raise ValueError("max_tokens must be >= 1")
+        self.memory.check()
+        if self.memory.enabled and TASK_DIALOGUE not in self.tasks:
+            raise ValueError("memory: the Reflexion-style memory is shown in dialogues; add the dialogue task")
         self.dialogue_config()  # validates the dialogue settings and templates
 
 
@@ -125,6 +133,7 @@ def fingerprint(options: EvalOptions, backend_name: str, data_files: dict[str, A
         "dtype": options.dtype,
         "chat_template_kwargs": options.chat_template_kwargs,
         "decoding": "greedy",
+        **({"memory": asdict(options.memory)} if options.memory.enabled else {}),
         # engine settings such as max_model_len change token budgets, so they decide the results too
         **({"vllm_kwargs": options.vllm_kwargs} if backend_name == "vllm" else {}),
     }
@@ -206,16 +215,25 @@ def evaluate(
         if stop_after_batches is not None and batches >= stop_after_batches:
             raise StopRequested
 
+    memory = None
+    if options.memory.enabled and pending_dialogues:
+        t0 = time.perf_counter()
+        memory = _memory(options, out_dir, dialogue_rows, backend, codec, config, limits, batch_size)
+        timings["memory_s"] = round(time.perf_counter() - t0, 3)
+
     try:
         if dialogue_rows is not None and pending_dialogues:
             with _progress(len(dialogue_rows), len(dialogue_rows) - len(pending_dialogues), "dialogues", progress) as bar:
                 for chunk in _chunks(pending_dialogues, batch_size):
                     t0 = time.perf_counter()
-                    summaries = run_dialogues(chunk, backend, codec, config, limits)
+                    contexts = recommender_contexts(chunk, memory, options.memory) if memory is not None else [None] * len(chunk)
+                    summaries = run_dialogues(chunk, backend, codec, config, limits, recommender_contexts=contexts)
                     share = (time.perf_counter() - t0) / len(chunk)
                     store.append(
                         TASK_DIALOGUE,
-                        [{"key": r.key, "user_id": r.user_id, "s": round(share, 4), "summary": s} for r, s in zip(chunk, summaries)],
+                        [{"key": r.key, "user_id": r.user_id, "s": round(share, 4), "summary": s,
+                          **({"memory_context": c} if options.memory.enabled else {})}
+                         for r, s, c in zip(chunk, summaries, contexts)],
                     )
                     bar.update(len(chunk))
                     finished_batch(TASK_DIALOGUE)
@@ -238,6 +256,28 @@ def evaluate(
     return result
 
 
+def _memory(options, out_dir: Path, dialogue_rows, backend, codec, config, limits, batch_size) -> DialogueMemory:
+    """The Reflexion-style memory: loaded from ``--memory-file``, or from this run's ``memory.json``
+    (a resumed run), or played now on the test users' ``--memory-from-split`` windows and saved."""
+    memory = DialogueMemory()
+    if options.memory.file is not None:
+        memory.load(options.memory.file)
+        return memory
+    saved = out_dir / MEMORY_JSON
+    if saved.exists():
+        memory.load(saved)
+        return memory
+    users = {r.user_id for r in dialogue_rows if r.user_id}
+    rows = memory_rows(data_mod.load_dialogue_rows(options.data, options.memory.split, None, False), users)
+
+    def play(chosen):
+        return [s for chunk in _chunks(chosen, batch_size) for s in run_dialogues(chunk, backend, codec, config, limits)]
+
+    memory = played_memory(rows, play)
+    memory.save(saved)
+    return memory
+
+
 def _results(options, store, dialogue_rows, user_rows, backend_name, batch_size, resolved, timings, start) -> dict[str, Any]:
     recommendation = user_sim = None
     counts: dict[str, Any] = {}
@@ -249,6 +289,8 @@ def _results(options, store, dialogue_rows, user_rows, backend_name, batch_size,
         complete &= len(chosen) == len(dialogue_rows)
         recommendation = recommendation_metrics(rec["summary"] for rec in chosen)
         counts.update({"dialogues_selected": len(dialogue_rows), "dialogues_done": len(chosen)})
+        if options.memory.enabled:
+            counts["dialogues_with_memory"] = sum(bool(rec.get("memory_context")) for rec in chosen)
         generation_s += sum(float(rec.get("s", 0.0)) for rec in chosen)
     if user_rows is not None:
         records = store.load(TASK_USER_SIM)
@@ -272,7 +314,7 @@ def _results(options, store, dialogue_rows, user_rows, backend_name, batch_size,
         "batch_wall_s_total": round(generation_s, 3),
     }
     return make_result(
-        label=options.label or _default_label(options.model),
+        label=options.label or _default_label(options.model) + ("+memory" if options.memory.enabled else ""),
         kind="model",
         complete=complete,
         model=model,

@@ -30,13 +30,14 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any, Callable, Optional, Sequence
 
-from coars_verl.constants import ROLES
+from coars_verl.constants import ROLE_RECOMMENDER, ROLES
 from coars_verl.dialogue.matching import storable_text
 from coars_verl.dialogue.parsers import parse_decision
 from coars_verl.dialogue.prompts import user_initial_messages
 from coars_verl.dialogue.matching import tokenizer_control_markers
 from coars_verl.dialogue.state import Dialogue, DialogueConfig
 from coars_verl.dialogue.transcript import END_BUDGET
+from coars_verl.distill.teacher_prompt import with_teacher_context
 from coars_verl.eval.backends import GenerationBackend
 from coars_verl.eval.data import DialogueRow, UserSimRow
 
@@ -115,10 +116,13 @@ def run_dialogues(
     config: DialogueConfig,
     limits: GenerationLimits,
     on_round: Optional[Callable[[int], None]] = None,
+    recommender_contexts: Optional[Sequence[Optional[str]]] = None,
 ) -> list[dict[str, Any]]:
     """Play one dialogue per row in lock-step; returns each dialogue's ``Transcript.summary()``.
 
-    What one agent writes reaches the other with the tokenizer's control markers neutralised, as in training."""
+    What one agent writes reaches the other with the tokenizer's control markers neutralised, as in training.
+    ``recommender_contexts`` (one text or None per row; the Reflexion-style baseline's memory) is
+    appended to the recommender's system message, where the teacher's context goes."""
     config = replace(config, control_markers=config.control_markers or codec.control_markers())
     dialogues = [Dialogue.from_extra_info(row.extra_info, config) for row in rows]
     messages: list[dict[str, list[dict[str, str]]]] = [{role: [] for role in ROLES} for _ in rows]
@@ -129,7 +133,10 @@ def run_dialogues(
             if dialogue.done:
                 continue
             role = dialogue.next_role()
-            messages[i][role].extend(dialogue.pending_messages(role))
+            pending = dialogue.pending_messages(role)
+            if role == ROLE_RECOMMENDER and not messages[i][role] and recommender_contexts and recommender_contexts[i]:
+                pending = with_teacher_context(pending, recommender_contexts[i], "system")
+            messages[i][role].extend(pending)
             prompt = codec.encode(messages[i][role])
             first_len[i].setdefault(role, len(prompt))
             budget = _answer_budget(limits, len(prompt), first_len[i][role])

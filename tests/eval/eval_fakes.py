@@ -28,7 +28,7 @@ class ByteCodec:
 
 
 def role_of(messages: list[dict]) -> str:
-    return "recommender" if messages[0]["content"] == TEMPLATES.recommender_system else "user"
+    return "recommender" if messages[0]["content"].startswith(TEMPLATES.recommender_system) else "user"
 
 
 def last_suggestion(messages: list[dict]) -> str:
