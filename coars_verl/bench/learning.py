@@ -45,7 +45,15 @@ VARIANTS = {
     "teacher_hindsight": ("+ablation=teacher_hindsight",),
     "teacher_target": ("+ablation=teacher_target",),
     "teacher_neighbor": ("+ablation=teacher_neighbor",),
+    "reczero": (),
 }
+SINGLE_AGENT_VARIANTS = {"reczero": "cpu_reczero_tiny"}
+"""Variants that are not CoARS dialogues: recipe name. RecZero-style: one agent, one turn, reasoning
+tags, plain GRPO on the outcome, on the same samples (data/reczero/, data_prep/reczero.py), evaluated
+in one turn with its own prompt and no user simulation (it has no user agent)."""
+RECZERO_PROMPTS_FILE = RECIPES_DIR / "prompts" / "reczero.yaml"
+RECZERO_MAX_TOKENS = 64
+"""Tokens per RecZero answer in training (``data.max_response_length``) and evaluation: room for the tags."""
 SD_METRICS = (
     "coars/sd/context_share",
     "coars/sd/context_share/neighbor",
@@ -132,18 +140,22 @@ def build_start_model(preset: Preset, data: Path, out: Path) -> Path:
     return result.path
 
 
-def evaluate(model: Path, data: Path, out: Path, preset: Preset, label: str) -> dict:
-    """``coars_verl.eval`` on the test users (resumable); returns the results' metrics."""
+def evaluate(model: Path, data: Path, out: Path, preset: Preset, label: str, single_agent: bool = False) -> dict:
+    """``coars_verl.eval`` on the test users (resumable); returns the results' metrics. ``single_agent``:
+    the RecZero-style evaluation (its prompt, one turn, no user simulation)."""
     from coars_verl.eval.cli import main as eval_main
 
     results = out / "results.json"
     if not results.exists():
-        code = eval_main([
-            "--model", str(model), "--data", str(data), "--out", str(out), "--label", label, "--split", "test",
-            "--max-samples", str(preset.test_users), "--max-users", str(preset.eval_users),
-            "--prompts", str(PROMPTS_FILE), "--max-turns", str(preset.max_turns), "--max-tokens", str(preset.max_tokens),
-            "--no-progress",
-        ])
+        common = ["--model", str(model), "--data", str(data), "--out", str(out), "--label", label, "--split", "test",
+                  "--max-samples", str(preset.test_users), "--no-progress"]
+        if single_agent:
+            setting = ["--prompts", str(RECZERO_PROMPTS_FILE), "--max-turns", "1", "--max-tokens", str(RECZERO_MAX_TOKENS),
+                       "--tasks", "dialogue"]
+        else:
+            setting = ["--max-users", str(preset.eval_users), "--prompts", str(PROMPTS_FILE), "--max-turns", str(preset.max_turns),
+                       "--max-tokens", str(preset.max_tokens)]
+        code = eval_main(common + setting)
         if code != 0:
             raise SystemExit(f"evaluation of {model} failed with exit code {code}")
     return json.loads(results.read_text())["metrics"]
@@ -162,16 +174,20 @@ def curve_point(step: int, metrics: dict) -> dict:
 
 
 def _training_overrides(preset: Preset, model: Path, data: Path, run_dir: Path, seed: int, variant: str) -> list[str]:
+    if variant in SINGLE_AGENT_VARIANTS:
+        rows = data / "reczero"
+        setting = [f"data.train_files={rows / 'train.parquet'}", f"data.val_files={rows / 'valid.parquet'}",
+                   "data.max_prompt_length=1024", f"data.max_response_length={RECZERO_MAX_TOKENS}"]
+    else:
+        setting = [f"data.train_files={data / 'train.parquet'}", f"data.val_files={data / 'valid.parquet'}",
+                   f"coars.dialogue.max_turns={preset.max_turns}", f"coars.agent_loop.max_tokens_per_turn={preset.max_tokens}"]
     return [
         f"actor_rollout_ref.model.path={model}",
-        f"data.train_files={data / 'train.parquet'}",
-        f"data.val_files={data / 'valid.parquet'}",
+        *setting,
         f"data.train_batch_size={preset.prompts_per_step}",
         f"actor_rollout_ref.actor.ppo_mini_batch_size={preset.prompts_per_update}",
         f"actor_rollout_ref.rollout.n={preset.samples_per_prompt}",
         f"actor_rollout_ref.actor.optim.lr={preset.lr:g}",
-        f"coars.dialogue.max_turns={preset.max_turns}",
-        f"coars.agent_loop.max_tokens_per_turn={preset.max_tokens}",
         f"data.seed={seed}",
         f"actor_rollout_ref.rollout.seed={seed}",
         f"trainer.total_training_steps={preset.steps}",
@@ -193,7 +209,8 @@ def train(preset: Preset, model: Path, data: Path, run_dir: Path, seed: int, var
     if (run_dir / "metrics.jsonl").exists():  # verl's file logger truncates: keep what a killed attempt logged
         (run_dir / "metrics.jsonl").rename(run_dir / f"metrics.part{len(parts)}.jsonl")
     print(f"training {variant} seed {seed}: {preset.steps} steps, log {run_dir / 'train.log'}", flush=True)
-    run = run_main_ppo(RECIPE, _training_overrides(preset, model, data, run_dir, seed, variant), run_dir, timeout_s=6 * 3600)
+    recipe = SINGLE_AGENT_VARIANTS.get(variant, RECIPE)
+    run = run_main_ppo(recipe, _training_overrides(preset, model, data, run_dir, seed, variant), run_dir, timeout_s=6 * 3600)
     if run.returncode != 0:
         print(run.log_tail(4000), file=sys.stderr)
         raise SystemExit(f"training {variant} seed {seed} failed (exit {run.returncode}); log: {run.log_path}")
@@ -223,7 +240,8 @@ def run_one(preset: Preset, model: Path, data: Path, out: Path, variant: str, se
     curve = [dict(start)]
     for step in range(preset.eval_every, preset.steps + 1, preset.eval_every):
         checkpoint = run_dir / "checkpoints" / f"global_step_{step}"
-        metrics = evaluate(checkpoint, data, run_dir / "eval" / f"step_{step}", preset, f"{variant} seed {seed} step {step}")
+        metrics = evaluate(checkpoint, data, run_dir / "eval" / f"step_{step}", preset, f"{variant} seed {seed} step {step}",
+                           single_agent=variant in SINGLE_AGENT_VARIANTS)
         curve.append(curve_point(step, metrics))
     return {**record, "curve": curve, "bench_s": round(time.perf_counter() - started, 1)}
 
@@ -261,7 +279,7 @@ def summarize(runs: dict[str, list[dict]], start: dict, threshold: float) -> str
         windows = [rollout_hit_rates(r) for r in records]
         rollout = " / ".join(f"{100 * statistics.mean(w[k] for w in windows):.0f}" for k in range(min(map(len, windows))))
         lines.append(
-            f"| {variant} | {len(records)} | {pct(start['hit_at_1'])} | {pct(statistics.mean(ends))} | "
+            f"| {variant} | {len(records)} | {pct(records[0]['curve'][0]['hit_at_1'])} | {pct(statistics.mean(ends))} | "
             f"{pct(min(ends))}-{pct(max(ends))} | {', '.join('never' if s is None else str(s) for s in reach)} | {rollout or '-'} | "
             f"{pct(statistics.mean(f1)) if f1 else '-'} | {statistics.mean(r['s_per_step'] for r in records):.1f} | "
             f"{walls} |"
@@ -301,10 +319,19 @@ def run_bench(preset: Preset, variants: list[str], seeds: list[int], out: Path, 
     model = build_start_model(preset, data, out / "models" / "cold-start")
     start = curve_point(0, evaluate(model, data, out / "eval_start", preset, "cold start (step 0)"))
     print(f"step 0 (cold start): held-out Hit@1 {100 * start['hit_at_1']:.1f} %", flush=True)
+    single_agent_start = None
+    if any(v in SINGLE_AGENT_VARIANTS for v in variants):
+        from coars_verl.datasets.reczero import write_reczero
+
+        if not (data / "reczero" / "train.parquet").exists():
+            write_reczero(data, data / "reczero")
+        single_agent_start = curve_point(0, evaluate(model, data, out / "eval_start_reczero", preset, "cold start, one turn (step 0)",
+                                                     single_agent=True))
+        print(f"step 0 (cold start), RecZero prompt, one turn: held-out Hit@1 {100 * single_agent_start['hit_at_1']:.1f} %", flush=True)
     runs: dict[str, list[dict]] = {}
     for variant in variants:
         for seed in seeds:
-            record = run_one(preset, model, data, out, variant, seed, start)
+            record = run_one(preset, model, data, out, variant, seed, single_agent_start if variant in SINGLE_AGENT_VARIANTS else start)
             runs.setdefault(variant, []).append(record)
             print(f"{variant} seed {seed}: Hit@1 " + " -> ".join(f"{100 * p['hit_at_1']:.0f}" for p in record["curve"])
                   + f" (steps {', '.join(str(p['step']) for p in record['curve'])}); {record['s_per_step']} s/step", flush=True)
@@ -315,6 +342,7 @@ def run_bench(preset: Preset, variants: list[str], seeds: list[int], out: Path, 
         "data": str(data),
         "start_model": str(model),
         "start": start,
+        **({"start_single_agent": single_agent_start} if single_agent_start is not None else {}),
         "runs": runs,
         "wall_s": round(time.perf_counter() - started, 1),
     }

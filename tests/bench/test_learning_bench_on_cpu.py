@@ -84,3 +84,12 @@ def test_every_variant_is_an_ablation_recipe_or_a_valid_reward_setting():
                 key, value = override.removeprefix("coars.reward.").split("=")
                 assert override.startswith("coars.reward."), variant
                 assert RewardConfig.from_mapping({key: yaml.safe_load(value)}) != RewardConfig(), variant  # as Hydra parses it
+
+
+def test_the_reczero_variant_trains_its_own_recipe_on_its_own_rows(tmp_path):
+    assert (learning.RECIPES_DIR / f"{learning.SINGLE_AGENT_VARIANTS['reczero']}.yaml").is_file()
+    overrides = learning._training_overrides(learning.PRESETS["quick"], tmp_path / "m", tmp_path / "d", tmp_path / "r", 0, "reczero")
+    assert f"data.train_files={tmp_path / 'd' / 'reczero' / 'train.parquet'}" in overrides
+    assert not [o for o in overrides if o.startswith("coars.")]  # no dialogue settings: verl would reject the keys
+    dialogue = learning._training_overrides(learning.PRESETS["quick"], tmp_path / "m", tmp_path / "d", tmp_path / "r", 0, "coars")
+    assert f"data.train_files={tmp_path / 'd' / 'train.parquet'}" in dialogue and "coars.dialogue.max_turns=3" in dialogue

@@ -51,6 +51,21 @@ def _check(cfg):
 
 
 @pytest.mark.parametrize("dataset", ["movielens", "lastfm", "instruments"])
+def test_reczero_recipes_are_plain_grpo_on_the_reczero_rows(dataset):
+    cfg = _compose(f"reczero_{dataset}")
+    _check(cfg)
+    coars = _compose(f"coars_{dataset}")
+    assert cfg.algorithm.adv_estimator == "grpo" and cfg.trainer.v1.trainer_mode != "coars_sync"
+    assert cfg.reward.custom_reward_function.path == "pkg://coars_verl.rewards.reczero"
+    assert OmegaConf.select(cfg, "coars", default=None) is None  # no dialogue, no user agent
+    assert OmegaConf.select(cfg, "actor_rollout_ref.rollout.agent.default_agent_loop") != "coars_dialogue"
+    # the same samples as the dialogue recipe: its data folder's reczero/ rows
+    for key in ("train_files", "val_files"):
+        dialogue_file = Path(OmegaConf.select(coars, f"data.{key}"))
+        assert Path(OmegaConf.select(cfg, f"data.{key}")) == dialogue_file.parent / "reczero" / dialogue_file.name
+
+
+@pytest.mark.parametrize("dataset", ["movielens", "lastfm", "instruments"])
 def test_dataset_recipes_compose_and_validate(dataset):
     cfg = _compose(f"coars_{dataset}")
     assert cfg.actor_rollout_ref.rollout.name == "vllm" and cfg.actor_rollout_ref.model.lora_rank > 0
@@ -87,7 +102,7 @@ def test_command_line_overrides_reach_lora_group_size_batches_and_coars_switches
     assert _check(cfg).mode == "additive" and cfg.coars.dialogue.max_turns == 3 and cfg.coars.reward.beta == 1.0
 
 
-@pytest.mark.parametrize("name", ["cpu_coars_tiny", "cpu_coars_smollm2", "cpu_grpo_tiny", "cpu_learning_tiny"])
+@pytest.mark.parametrize("name", ["cpu_coars_tiny", "cpu_coars_smollm2", "cpu_grpo_tiny", "cpu_learning_tiny", "cpu_reczero_tiny"])
 def test_cpu_recipes_compose_and_validate(name):
     cfg = _compose(name, PATHS)
     assert cfg.actor_rollout_ref.rollout.name == "hf"

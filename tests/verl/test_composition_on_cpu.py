@@ -47,7 +47,8 @@ def test_a_config_without_coars_is_left_alone():
 
 
 def test_every_recipe_composes_without_a_problem():
-    for recipe in ("coars_movielens", "coars_lastfm", "coars_instruments", "cpu_coars_tiny", "cpu_learning_tiny", "cpu_grpo_tiny"):
+    for recipe in ("coars_movielens", "coars_lastfm", "coars_instruments", "cpu_coars_tiny", "cpu_learning_tiny", "cpu_grpo_tiny",
+                   "reczero_movielens", "reczero_lastfm", "reczero_instruments", "cpu_reczero_tiny"):
         assert composition_problems(_compose(RECIPES, recipe, PATHS)) == [], recipe
 
 
