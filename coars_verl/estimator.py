@@ -29,7 +29,7 @@ def self_distill_config(algorithm_config) -> SelfDistillConfig:
         return SelfDistillConfig()
     section = OmegaConf.select(OmegaConf.create(algorithm_config) if isinstance(algorithm_config, dict) else algorithm_config,
                                "coars.self_distill", default=None)
-    return SelfDistillConfig.from_mapping(OmegaConf.to_container(section, resolve=True) if section is not None else {})
+    return SelfDistillConfig.from_mapping(section)
 
 
 @register_adv_est(ADV_ESTIMATOR_NAME)

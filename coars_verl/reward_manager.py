@@ -44,8 +44,7 @@ def dialogue_summary(data: DataProto) -> Mapping[str, Any]:
 class CoarsInteractionRewardManager(RewardManagerBase):
     def __init__(self, config, tokenizer, compute_score=None, **kwargs):
         super().__init__(config, tokenizer, compute_score)
-        section = OmegaConf.select(config, "coars.reward", default=None)
-        self.reward_config = RewardConfig.from_mapping(OmegaConf.to_container(section, resolve=True) if section is not None else {})
+        self.reward_config = RewardConfig.from_mapping(OmegaConf.select(config, "coars.reward", default=None))
 
     async def run_single(self, data: DataProto) -> dict:
         start = time.perf_counter()

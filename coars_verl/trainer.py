@@ -135,8 +135,7 @@ class CoarsPPOTrainer(PPOTrainerSync):
         self.sd_config = self.sd_config.for_run(int(total_steps))  # lambda_decay_fraction -> steps of this run
         self._sd_off_logged = False
         self.memory = DialogueMemory(max_per_user=self.sd_config.memory_per_user, max_users=self.sd_config.memory_max_users)
-        reward_section = OmegaConf.select(config, "coars.reward", default=None)
-        self.reward_config = RewardConfig.from_mapping(OmegaConf.to_container(reward_section, resolve=True) if reward_section is not None else {})
+        self.reward_config = RewardConfig.from_mapping(OmegaConf.select(config, "coars.reward", default=None))
 
     # ------------------------------------------------------------------ advantage
     def _compute_advantage(self, batch, metrics: dict):
