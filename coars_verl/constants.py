@@ -15,9 +15,15 @@ PLATFORM_NAME = "cpu"
 ROLE_USER = "user"
 ROLE_RECOMMENDER = "recommender"
 ROLES = (ROLE_USER, ROLE_RECOMMENDER)
+"""Output order of one dialogue: the user agent first, the recommender last (verl reads the final output)."""
 ROLE_SINGLE = "single"
 """The one role of a single-turn verl task's samples (``coars_sync`` with verl's own agent loops)."""
-"""Output order of one dialogue: the user agent first, the recommender last (verl reads the final output)."""
+
+
+def check_role(role: str) -> None:
+    """ValueError unless ``role`` is one of the dialogue's :data:`ROLES`."""
+    if role not in ROLES:
+        raise ValueError(f"unknown role {role!r}; expected one of {ROLES}")
 
 DATA_SOURCE_PREFIX = "coars/"
 ABILITY = "recommendation"

@@ -34,7 +34,7 @@ from coars_verl.constants import (
     EI_USER_ID,
     ROLE_RECOMMENDER,
     ROLE_USER,
-    ROLES,
+    check_role,
 )
 from coars_verl.dialogue.matching import CandidateIndex, neutralize_markers, one_line, same_title, storable_text
 from coars_verl.dialogue.parsers import DEFAULT_MAX_REASON_CHARS, parse_decision, parse_recommendation
@@ -317,7 +317,7 @@ class Dialogue:
         observations since its last answer as one ``user`` message (merged, so that the roles keep
         alternating in chat templates that require it).
         """
-        _check_role(role)
+        check_role(role)
         messages, self._outbox[role] = self._outbox[role], []
         return _merge_user_messages(messages)
 
@@ -325,7 +325,7 @@ class Dialogue:
 
     def submit(self, role: str, text: str) -> TurnEvent:
         """Record ``role``'s answer for the current turn and advance. Never raises on the text itself."""
-        _check_role(role)
+        check_role(role)
         if self._awaiting is None:
             raise DialogueProtocolError(f"the dialogue is over ({self._transcript.end_reason}); {role} cannot answer")
         if role != self._awaiting:
@@ -444,11 +444,6 @@ class Dialogue:
 
     def _event(self, role: str, turn: int, outcome: TurnOutcome, item_title: str, problem: str) -> TurnEvent:
         return TurnEvent(role, turn, outcome, item_title, problem, self.done, self._transcript.end_reason)
-
-
-def _check_role(role: str) -> None:
-    if role not in ROLES:
-        raise ValueError(f"unknown role {role!r}; expected one of {ROLES}")
 
 
 def _user_message(content: str) -> dict[str, str]:

@@ -25,7 +25,8 @@ from __future__ import annotations
 
 from typing import Any, Mapping, Sequence
 
-from coars_verl.constants import ROLE_RECOMMENDER, ROLE_USER, ROLES
+from coars_verl.constants import ROLE_RECOMMENDER, ROLE_USER, check_role
+from coars_verl.dialogue.matching import ELLIPSIS, one_line
 from coars_verl.distill.summary import DECISION_NO, DECISION_YES, DialogueView, view_summary
 
 SOURCE_MEMORY = "memory"
@@ -67,15 +68,6 @@ HEADERS = {
 
 
 # ----------------------------------------------------------------------------- text helpers
-def _check_role(role: str) -> None:
-    if role not in ROLES:
-        raise ValueError(f"unknown role {role!r}; expected one of {ROLES}")
-
-
-def _clip(text: str, max_chars: int) -> str:
-    return text if len(text) <= max_chars else text[: max(max_chars - 1, 0)].rstrip() + "…"
-
-
 def fit_budget(lines: Sequence[str], max_chars: int | None) -> str:
     """Join ``lines`` with newlines; if longer than ``max_chars``, cut and end with "…".
 
@@ -86,7 +78,7 @@ def fit_budget(lines: Sequence[str], max_chars: int | None) -> str:
         return text
     if max_chars < 1:
         raise ValueError(f"max_chars must be >= 1 or None, got {max_chars}")
-    return _clip(text, max_chars)
+    return text[: max(max_chars - 1, 0)].rstrip() + ELLIPSIS  # keeps the line breaks
 
 
 def _q(title: str | None) -> str:
@@ -94,7 +86,7 @@ def _q(title: str | None) -> str:
 
 
 def _because(reason: str) -> str:
-    reason = _clip(reason, MAX_REASON_CHARS)
+    reason = one_line(reason, MAX_REASON_CHARS)
     return f" ({reason})" if reason else ""
 
 
@@ -125,8 +117,8 @@ def _turn_lines(role: str, view: DialogueView, include_rec_reason: bool) -> list
             who = "your answer" if role == ROLE_RECOMMENDER else "the recommender's answer"
             lines.append(f"Turn {r.turn}: {who} named no valid candidate.")
             continue
-        rec_reason = f" (reason: {_clip(r.rec_reason, MAX_REASON_CHARS)})" if include_rec_reason and r.rec_reason else ""
-        user_reason = f": {_clip(r.user_reason, MAX_REASON_CHARS)}" if r.user_reason else ""
+        rec_reason = f" (reason: {one_line(r.rec_reason, MAX_REASON_CHARS)})" if include_rec_reason and r.rec_reason else ""
+        user_reason = f": {one_line(r.user_reason, MAX_REASON_CHARS)}" if r.user_reason else ""
         if role == ROLE_RECOMMENDER:
             lines.append(f"Turn {r.turn}: you recommended {_q(r.item)}{rec_reason}; "
                          f"the user {_answer_words(r.decision)}{user_reason}")
@@ -175,7 +167,7 @@ def memory_context(
     ``select(user_id, k, before_step)``) or ``None``. Pass the current step as ``before_step`` so
     that only EARLIER steps count. Returns ``None`` when there is no store or no record.
     """
-    _check_role(role)
+    check_role(role)
     if memory is None or k <= 0:
         return None
     records = memory.select(view_summary(summary).user_id, k, before_step=before_step)
@@ -209,7 +201,7 @@ def neighbor_context(
     or ``None``. Only records from steps before ``before_step`` count. ``None`` when there is no
     store, no history, or no other user shares an item.
     """
-    _check_role(role)
+    check_role(role)
     if memory is None or k <= 0 or not history:
         return None
     found = memory.neighbors(view_summary(summary).user_id, history, k, before_step=before_step)
@@ -255,7 +247,7 @@ def sibling_context(
     included at ``self_index``); ``group[self_index]`` must hold ``summary`` itself (checked, to
     catch indexing bugs). ``None`` when there is no group or no eligible sibling.
     """
-    _check_role(role)
+    check_role(role)
     if not group or self_index is None:
         return None
     if 0 <= self_index < len(group) and group[self_index][0] != summary:
@@ -278,7 +270,7 @@ def hindsight_context(
     The ground-truth title is never named (only whether the outcome was right). ``None`` when the
     dialogue has no turn records.
     """
-    _check_role(role)
+    check_role(role)
     view = view_summary(summary)
     if not view.records:
         return None
@@ -292,7 +284,7 @@ def target_context(
     max_chars: int | None = DEFAULT_MAX_CHARS,
 ) -> str | None:
     """Target source (ablation; leaks the answer): names the ground-truth item. ``None`` if unknown."""
-    _check_role(role)
+    check_role(role)
     target = view_summary(summary).target
     if not target:
         return None
@@ -330,7 +322,7 @@ def build_teacher_context(
     Returns:
         ``(text, source_name)``, or ``(None, None)`` if no source has anything (then delta = 0).
     """
-    _check_role(role)
+    check_role(role)
     unknown = [s for s in sources if s not in SOURCES]
     if unknown:
         raise ValueError(f"unknown teacher-context source(s) {unknown}; expected some of {SOURCES}")

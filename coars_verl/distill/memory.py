@@ -30,15 +30,12 @@ import tempfile
 from collections import Counter, OrderedDict, defaultdict
 from typing import Any, Iterable, Mapping
 
+from coars_verl.dialogue.matching import one_line
 from coars_verl.distill.summary import view_summary
 
 STATE_FORMAT = "coars_dialogue_memory/v2"
 """v2 adds the users' histories; a v1 state (no histories) still loads."""
 _READABLE_FORMATS = ("coars_dialogue_memory/v1", STATE_FORMAT)
-
-
-def _clip(text: str, max_chars: int) -> str:
-    return text if len(text) <= max_chars else text[: max(max_chars - 1, 0)].rstrip() + "…"
 
 
 def compact_record(summary: Mapping[str, Any], max_reason_chars: int = 300) -> dict[str, Any]:
@@ -51,7 +48,7 @@ def compact_record(summary: Mapping[str, Any], max_reason_chars: int = 300) -> d
     view = view_summary(summary)
     accepted = view.accepted
     return {
-        "rejected": [{"item": r.item, "reason": _clip(r.user_reason, max_reason_chars)} for r in view.rejected],
+        "rejected": [{"item": r.item, "reason": one_line(r.user_reason, max_reason_chars)} for r in view.rejected],
         "accepted": accepted.item if accepted is not None else None,
         "hit": view.hit,
         "turns": view.turns,
