@@ -58,6 +58,7 @@ from coars_verl.constants import (
     ROLE_SINGLE,
     TRAINER_MODE_NAME,
 )
+from coars_verl.dialogue.transcript import Transcript
 from coars_verl.distill.batch_contexts import batch_teacher_prompts, single_turn_teacher_prompts
 from coars_verl.distill.contexts import SOURCE_MEMORY, SOURCE_NEIGHBOR
 from coars_verl.distill.memory import DialogueMemory, compact_record
@@ -405,10 +406,10 @@ class CoarsPPOTrainer(PPOTrainerSync):
         with the neighbor source each user's history."""
         for i, extra in enumerate(extras):
             if extra[EXTRA_ROLE] == ROLE_RECOMMENDER:
-                summary = extra[EXTRA_SUMMARY]
-                self.memory.add(summary["user_id"], compact_record(summary), step=self.global_steps)
+                transcript = Transcript.from_summary(extra[EXTRA_SUMMARY])
+                self.memory.add(transcript.user_id, compact_record(transcript), step=self.global_steps)
                 if histories is not None:
-                    self.memory.set_history(summary["user_id"], histories[i])
+                    self.memory.set_history(transcript.user_id, histories[i])
 
     def _compute_ref_log_prob(self, batch, metrics):
         if not need_reference_policy(self.config):

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, replace
 from typing import Any, Hashable, Mapping, Optional, Sequence
 
 import torch

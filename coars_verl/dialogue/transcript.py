@@ -19,9 +19,7 @@ Conventions used throughout (and in the summary):
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Any, Mapping, Sequence
-
-from coars_verl.dialogue.matching import one_line
+from typing import Any, Mapping, TypedDict
 
 DECISION_YES = 1
 DECISION_NO = 0
@@ -32,8 +30,8 @@ END_MAX_TURNS = "max_turns"
 END_BUDGET = "budget"
 """Suggested reason for ``Dialogue.finish_early`` when the token budget runs out (any text is accepted)."""
 
-SUMMARY_SCHEMA_VERSION = 1
-_COMPACT_REASON_CHARS = 200
+SUMMARY_SCHEMA_VERSION = 2
+"""2: without the derived texts (compact_text, rejected_titles, rejected_reasons) that no reader used."""
 
 # Per-turn summary lists and the TurnRecord field each one holds.
 _PER_TURN_FIELDS = {
@@ -52,6 +50,50 @@ _PER_TURN_FIELDS = {
 }
 _RAW_FIELDS = {"rec_raw": "rec_raw", "user_raw": "user_raw"}
 _NON_STR_ATTRIBUTES = {"valid": bool, "is_target": bool, "rec_item_index": int, "user_decision": int}
+
+
+class DialogueSummary(TypedDict, total=False):
+    """What :meth:`Transcript.summary` writes and :meth:`Transcript.from_summary` reads: the one
+    format a dialogue travels in (agent loop -> reward manager, trainer, memory, evaluation files).
+    Per-turn lists hold one entry per recorded turn, in turn order."""
+
+    schema_version: int
+    user_id: str
+    target_title: str
+    target_item_id: str
+    max_turns: int
+    turns: int
+    end_reason: str
+    # derived scalars, for metrics and logs (readers that need turns rebuild the transcript)
+    hit: bool
+    k_hit: int
+    final_turn: int
+    final_item_index: int
+    final_item_title: str
+    final_item_id: str
+    valid_ratio: float
+    rec_format_errors: int
+    user_answered_turns: int
+    user_format_errors: int
+    false_accepts: int
+    false_rejects: int
+    # per turn (TurnRecord fields)
+    rec_valid: list[bool]
+    rec_item_indices: list[int]
+    rec_item_titles: list[str]
+    rec_item_ids: list[str]
+    rec_reasons: list[str]
+    rec_errors: list[str]
+    rec_problems: list[str]
+    is_target: list[bool]
+    user_decisions: list[int]
+    """DECISION_YES 1, DECISION_NO 0 (also an unparsable answer), DECISION_NONE -1 (did not act)."""
+    user_reasons: list[str]
+    user_errors: list[str]
+    user_problems: list[str]
+    rec_raw: list[str]
+    """With ``include_raw`` only, like ``user_raw``."""
+    user_raw: list[str]
 
 
 @dataclass(frozen=True)
@@ -89,6 +131,13 @@ class TurnRecord:
     @property
     def false_reject(self) -> bool:
         return self.user_decision == DECISION_NO and not self.user_error and self.is_target
+
+    @property
+    def answer(self) -> str | None:
+        """The user's readable answer: "yes", "no", or None (it did not act, or its answer was unparsable)."""
+        if not self.user_answered or self.user_error:
+            return None
+        return "yes" if self.user_decision == DECISION_YES else "no"
 
 
 @dataclass(frozen=True)
@@ -142,35 +191,28 @@ class Transcript:
         return next((record.turn for record in self.turns if record.is_target), 0)
 
     @property
+    def accepted_turn(self) -> TurnRecord | None:
+        """The first valid turn the user said yes to, if any."""
+        return next((record for record in self.turns if record.valid and record.answer == "yes"), None)
+
+    @property
+    def rejected_turns(self) -> tuple[TurnRecord, ...]:
+        """The valid turns the user said no to (an unparsable answer is not a reason), in turn order."""
+        return tuple(record for record in self.turns if record.valid and record.answer == "no")
+
+    @property
     def valid_ratio(self) -> float:
         """Share of recorded turns with a valid recommendation (0.0 with no turns)."""
         if not self.turns:
             return 0.0
         return sum(record.valid for record in self.turns) / len(self.turns)
 
-    def compact_text(self) -> str:
-        """The dialogue in a few lines, for teacher contexts and logs (reasons shortened)."""
-        lines = [_compact_turn(record) for record in self.turns]
-        lines.append(_compact_outcome(self))
-        return "\n".join(lines)
-
     # ---- (de)serialisation
 
-    def summary(self, include_raw: bool = True) -> dict[str, Any]:
-        """A JSON-serialisable dict (scalars and lists of scalars) of everything the reward,
-        metrics and teacher contexts need. ``include_raw`` adds the raw answer texts.
-
-        Scalars: schema_version, user_id, target_title, target_item_id, max_turns, turns,
-        end_reason, hit, k_hit (0: never), final_turn (0: none), final_item_index (-1: none),
-        final_item_title, final_item_id ("" : none), valid_ratio, rec_format_errors,
-        user_answered_turns, user_format_errors, false_accepts, false_rejects, compact_text.
-        Per-turn lists (one entry per recorded turn): rec_valid, rec_item_indices,
-        rec_item_titles, rec_item_ids, rec_reasons, rec_errors, rec_problems, is_target,
-        user_decisions (1 yes / 0 no or unparsable / -1 did not act), user_reasons, user_errors,
-        user_problems, and with ``include_raw`` rec_raw, user_raw. Feedback lists for teacher
-        contexts: rejected_titles, rejected_reasons (valid recommendations the user did not accept,
-        unparsable answers included, in turn order).
-        """
+    def summary(self, include_raw: bool = True) -> "DialogueSummary":
+        """A JSON-serialisable dict (scalars and lists of scalars, keys: :class:`DialogueSummary`):
+        what the agent loop stores with each sample. ``include_raw`` adds the raw answer texts.
+        Read it back with :meth:`from_summary`, its only reader."""
         final = self.final_turn
         summary: dict[str, Any] = {
             "schema_version": SUMMARY_SCHEMA_VERSION,
@@ -192,9 +234,6 @@ class Transcript:
             "user_format_errors": sum(record.user_format_error for record in self.turns),
             "false_accepts": sum(record.false_accept for record in self.turns),
             "false_rejects": sum(record.false_reject for record in self.turns),
-            "rejected_titles": [r.rec_item_title for r in self.turns if r.valid and r.user_decision == DECISION_NO],
-            "rejected_reasons": [r.user_reason for r in self.turns if r.valid and r.user_decision == DECISION_NO],
-            "compact_text": self.compact_text(),
         }
         fields = dict(_PER_TURN_FIELDS, **(_RAW_FIELDS if include_raw else {}))
         for key, attribute in fields.items():
@@ -202,8 +241,16 @@ class Transcript:
         return summary
 
     @classmethod
+    def read(cls, dialogue: "Transcript | Mapping[str, Any]") -> "Transcript":
+        """``dialogue`` itself if it is a transcript, else :meth:`from_summary` of it."""
+        return dialogue if isinstance(dialogue, Transcript) else cls.from_summary(dialogue)
+
+    @classmethod
     def from_summary(cls, summary: Mapping[str, Any]) -> "Transcript":
-        """Rebuild a transcript from ``summary()`` output (raw texts are "" if they were left out)."""
+        """Rebuild a transcript from ``summary()`` output (raw texts are "" if they were left out).
+        ValueError naming the problem when ``summary`` is not such a dict."""
+        if not isinstance(summary, Mapping):
+            raise ValueError(f"dialogue summary: expected a mapping, got {type(summary).__name__}")
         num_turns = int(_required(summary, "turns"))
         attributes = dict(_PER_TURN_FIELDS, **_RAW_FIELDS)
         columns = {}
@@ -214,18 +261,26 @@ class Transcript:
                 values = _turn_list(summary, key, num_turns)
             convert = _NON_STR_ATTRIBUTES.get(attribute, str)  # parquet round trips give numpy scalars
             columns[attribute] = [convert(value) for value in values]
+        unknown = sorted({d for d in columns["user_decision"] if d not in (DECISION_YES, DECISION_NO, DECISION_NONE)})
+        if unknown:
+            raise ValueError(f"dialogue summary: unknown user decision(s) {unknown}")
         records = tuple(
             TurnRecord(turn=k + 1, **{attribute: column[k] for attribute, column in columns.items()})
             for k in range(num_turns)
         )
         return cls(
-            user_id=str(summary.get("user_id", "")),
-            target_title=str(summary.get("target_title", "")),
-            target_item_id=str(summary.get("target_item_id", "")),
+            user_id=_text(summary.get("user_id")),
+            target_title=_text(summary.get("target_title")),
+            target_item_id=_text(summary.get("target_item_id")),
             max_turns=int(_required(summary, "max_turns")),
             turns=records,
             end_reason=str(summary.get("end_reason", "")),
         )
+
+
+def _text(value: Any) -> str:
+    """A stored text field; a missing value (None, as parquet may give it) is ""."""
+    return "" if value is None else str(value)
 
 
 def _required(summary: Mapping[str, Any], key: str) -> Any:
@@ -240,57 +295,3 @@ def _turn_list(summary: Mapping[str, Any], key: str, num_turns: int) -> list[Any
     if len(values) != num_turns:
         raise ValueError(f"dialogue summary: {key!r} has {len(values)} entries for {num_turns} turns")
     return values
-
-
-def _compact_turn(record: TurnRecord) -> str:
-    """One line per turn: what was recommended and how the user answered."""
-    head = f"Turn {record.turn}: "
-    if not record.valid:
-        return head + f"invalid recommendation ({one_line(record.rec_problem, _COMPACT_REASON_CHARS)})"
-    line = head + f"recommended '{record.rec_item_title}'"
-    if record.user_decision == DECISION_NONE:
-        return line + "; the user did not answer."
-    if record.user_error:
-        return line + "; the user's answer was unparsable (counted as no)."
-    verdict = "yes" if record.user_decision == DECISION_YES else "no"
-    return line + f"; user: {verdict} ({one_line(record.user_reason, _COMPACT_REASON_CHARS) or 'no reason'})."
-
-
-def _compact_outcome(transcript: Transcript) -> str:
-    final = transcript.final_turn
-    final_text = f"'{final.rec_item_title}' (turn {final.turn})" if final else "none"
-    return f"End: {transcript.end_reason or 'running'}; final item: {final_text}."
-
-
-def turn_dicts(summary: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """The summary's turns as one dict per turn, for readers that prefer records to parallel lists.
-
-    Keys: ``turn``, ``item_title`` (None when the recommendation was invalid), ``rec_reason``,
-    ``valid``, ``decision`` ("yes", "no", or None when the user did not act or its answer was
-    unparsable), ``user_reason``, ``user_error``, ``is_target``.
-    """
-    transcript = Transcript.from_summary(summary)
-    return [_turn_dict(record) for record in transcript.turns]
-
-
-def _turn_dict(record: TurnRecord) -> dict[str, Any]:
-    decision = None
-    if record.user_answered and not record.user_error:
-        decision = "yes" if record.user_decision == DECISION_YES else "no"
-    return {
-        "turn": record.turn,
-        "item_title": record.rec_item_title if record.valid else None,
-        "rec_reason": record.rec_reason,
-        "valid": record.valid,
-        "decision": decision,
-        "user_reason": record.user_reason,
-        "user_error": record.user_error,
-        "is_target": record.is_target,
-    }
-
-
-def rejected_feedback(summary: Mapping[str, Any]) -> list[tuple[str, str]]:
-    """(rejected title, user's reason) pairs from a summary, in turn order; for teacher contexts."""
-    titles: Sequence[str] = list(summary.get("rejected_titles", []))
-    reasons: Sequence[str] = list(summary.get("rejected_reasons", []))
-    return list(zip(titles, reasons))

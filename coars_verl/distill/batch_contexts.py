@@ -16,6 +16,7 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import Any, Callable, Hashable, Mapping, Sequence
 
+from coars_verl.dialogue.transcript import Transcript
 from coars_verl.distill.contexts import build_teacher_context
 from coars_verl.distill.single_turn import memory_context, single_turn_context
 from coars_verl.distill.teacher_prompt import teacher_prompt_ids
@@ -75,12 +76,12 @@ def batch_teacher_prompts(
     """
     out = BatchTeacherPrompts()
     for members in role_groups(uids, roles, real).values():
-        group = [(summaries[j], role_scores[j]) for j in members]
+        group = [(Transcript.read(summaries[j]), role_scores[j]) for j in members]
         for position, i in enumerate(members):
             if wanted is not None and not wanted[i]:
                 continue
             text, source = build_teacher_context(
-                roles[i], summaries[i], cfg.sources, memory=memory, group=group, self_index=position,
+                roles[i], group[position][0], cfg.sources, memory=memory, group=group, self_index=position,
                 step=step, memory_k=cfg.memory_k, max_chars=cfg.context_max_chars,
                 history=histories[i] if histories is not None else None,
             )

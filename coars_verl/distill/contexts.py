@@ -17,8 +17,8 @@ the source has nothing for this sample:
 :func:`build_teacher_context` tries the configured sources in order and returns the first one that
 is available. Every text is cut to ``max_chars`` characters (ending with "…" when cut).
 
-Pure stdlib: no torch, no verl. Summaries are read only through
-:func:`coars_verl.distill.summary.view_summary`.
+Pure stdlib: no torch, no verl. A dialogue is given as its :class:`~coars_verl.dialogue.transcript.Transcript`
+or its stored summary, which only :meth:`Transcript.read` reads.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from typing import Any, Mapping, Sequence
 
 from coars_verl.constants import ROLE_RECOMMENDER, ROLE_USER, check_role
 from coars_verl.dialogue.matching import ELLIPSIS, one_line
-from coars_verl.distill.summary import DECISION_NO, DECISION_YES, DialogueView, view_summary
+from coars_verl.dialogue.transcript import Transcript
 
 SOURCE_MEMORY = "memory"
 SOURCE_SIBLING = "sibling"
@@ -103,16 +103,14 @@ def _outcome(role: str, accepted: str | None, hit: bool, final_item: str | None,
     return text
 
 
-def _answer_words(decision: str | None) -> str:
-    if decision in (DECISION_YES, DECISION_NO):
-        return f"said {decision}"
-    return "gave no valid answer"
+def _answer_words(answer: str | None) -> str:
+    return f"said {answer}" if answer else "gave no valid answer"
 
 
-def _turn_lines(role: str, view: DialogueView, include_rec_reason: bool) -> list[str]:
-    """One line per turn of ``view``, phrased for ``role``."""
+def _turn_lines(role: str, transcript: Transcript, include_rec_reason: bool) -> list[str]:
+    """One line per turn of ``transcript``, phrased for ``role``."""
     lines = []
-    for r in view.records:
+    for r in transcript.turns:
         if not r.valid:
             who = "your answer" if role == ROLE_RECOMMENDER else "the recommender's answer"
             lines.append(f"Turn {r.turn}: {who} named no valid candidate.")
@@ -120,17 +118,18 @@ def _turn_lines(role: str, view: DialogueView, include_rec_reason: bool) -> list
         rec_reason = f" (reason: {one_line(r.rec_reason, MAX_REASON_CHARS)})" if include_rec_reason and r.rec_reason else ""
         user_reason = f": {one_line(r.user_reason, MAX_REASON_CHARS)}" if r.user_reason else ""
         if role == ROLE_RECOMMENDER:
-            lines.append(f"Turn {r.turn}: you recommended {_q(r.item)}{rec_reason}; "
-                         f"the user {_answer_words(r.decision)}{user_reason}")
+            lines.append(f"Turn {r.turn}: you recommended {_q(r.rec_item_title)}{rec_reason}; "
+                         f"the user {_answer_words(r.answer)}{user_reason}")
         else:
-            lines.append(f"Turn {r.turn}: the recommender suggested {_q(r.item)}{rec_reason}; "
-                         f"you {_answer_words(r.decision)}{user_reason}")
+            lines.append(f"Turn {r.turn}: the recommender suggested {_q(r.rec_item_title)}{rec_reason}; "
+                         f"you {_answer_words(r.answer)}{user_reason}")
     return lines
 
 
-def _outcome_line(role: str, view: DialogueView) -> str:
-    accepted = view.accepted
-    return "Outcome: " + _outcome(role, accepted.item if accepted else None, view.hit, view.final_item, view.turns) + "."
+def _outcome_line(role: str, transcript: Transcript) -> str:
+    accepted, final = transcript.accepted_turn, transcript.final_turn
+    return "Outcome: " + _outcome(role, accepted.rec_item_title if accepted else None, transcript.hit,
+                                  final.rec_item_title if final else None, transcript.num_turns) + "."
 
 
 def _memory_line(role: str, record: Mapping[str, Any]) -> str:
@@ -153,15 +152,19 @@ def _memory_line(role: str, record: Mapping[str, Any]) -> str:
 
 
 # ----------------------------------------------------------------------------- the sources
+Dialogue = Transcript | Mapping[str, Any]
+"""A dialogue as its transcript or as its stored summary (read by :meth:`Transcript.read`)."""
+
+
 def memory_context(
     role: str,
-    summary: Mapping[str, Any],
+    user_id: Any,
     memory: Any,
     k: int = DEFAULT_MEMORY_K,
     before_step: int | None = None,
     max_chars: int | None = DEFAULT_MAX_CHARS,
 ) -> str | None:
-    """Memory source: the ``k`` most recent stored dialogues of the summary's user, newest first.
+    """Memory source: the ``k`` most recent stored dialogues of ``user_id``, newest first.
 
     ``memory`` is a :class:`coars_verl.distill.memory.DialogueMemory` (anything with
     ``select(user_id, k, before_step)``) or ``None``. Pass the current step as ``before_step`` so
@@ -170,7 +173,7 @@ def memory_context(
     check_role(role)
     if memory is None or k <= 0:
         return None
-    records = memory.select(view_summary(summary).user_id, k, before_step=before_step)
+    records = memory.select(user_id, k, before_step=before_step)
     if not records:
         return None
     return fit_budget([HEADERS[SOURCE_MEMORY, role]] + [_memory_line(role, r) for r in records], max_chars)
@@ -187,7 +190,7 @@ def _neighbor_line(shared: int, record: Mapping[str, Any]) -> str:
 
 def neighbor_context(
     role: str,
-    summary: Mapping[str, Any],
+    user_id: Any,
     memory: Any,
     history: Sequence[Any] | None,
     k: int = DEFAULT_MEMORY_K,
@@ -195,7 +198,7 @@ def neighbor_context(
     max_chars: int | None = DEFAULT_MAX_CHARS,
 ) -> str | None:
     """Neighbor source: the most recent stored dialogue of each of the ``k`` other users whose
-    histories share the most items with ``history`` (this sample's user's history item ids).
+    histories share the most items with ``history`` (the history item ids of ``user_id``).
 
     ``memory`` is a :class:`coars_verl.distill.memory.DialogueMemory` (``neighbors`` and ``select``)
     or ``None``. Only records from steps before ``before_step`` count. ``None`` when there is no
@@ -204,28 +207,28 @@ def neighbor_context(
     check_role(role)
     if memory is None or k <= 0 or not history:
         return None
-    found = memory.neighbors(view_summary(summary).user_id, history, k, before_step=before_step)
+    found = memory.neighbors(user_id, history, k, before_step=before_step)
     if not found:
         return None
     lines = [_neighbor_line(shared, memory.select(uid, 1, before_step=before_step)[0]) for uid, shared in found]
     return fit_budget([HEADERS[SOURCE_NEIGHBOR, role]] + lines, max_chars)
 
 
-def best_sibling_index(group: Sequence[tuple[Mapping[str, Any], float]], self_index: int) -> int | None:
+def best_sibling_index(group: Sequence[tuple[Dialogue, float]], self_index: int) -> int | None:
     """Index in ``group`` of the sibling to show to sample ``self_index``, or ``None``.
 
-    ``group`` holds ``(summary, reward)`` for ALL dialogues of the same prompt uid in this step
+    ``group`` holds ``(dialogue, reward)`` for ALL dialogues of the same prompt uid in this step
     (the sample included), in a fixed order (e.g. rollout index); ``reward`` is the reward of the
-    role being trained. Rule: among the OTHER dialogues whose summary has ``hit`` true, take the one
-    with the highest reward (ties: lowest index); return it only if its reward is strictly higher
-    than the sample's own reward. Otherwise (no successful sibling, or none strictly better) ``None``.
+    role being trained. Rule: among the OTHER dialogues with a hit, take the one with the highest
+    reward (ties: lowest index); return it only if its reward is strictly higher than the sample's
+    own reward. Otherwise (no successful sibling, or none strictly better) ``None``.
     """
     if not 0 <= self_index < len(group):
         raise IndexError(f"self_index {self_index} out of range for a group of {len(group)}")
     own_reward = float(group[self_index][1])
     best, best_reward = None, None
-    for j, (summary, reward) in enumerate(group):
-        if j == self_index or not view_summary(summary).hit:
+    for j, (dialogue, reward) in enumerate(group):
+        if j == self_index or not Transcript.read(dialogue).hit:
             continue
         if best_reward is None or float(reward) > best_reward:
             best, best_reward = j, float(reward)
@@ -236,56 +239,48 @@ def best_sibling_index(group: Sequence[tuple[Mapping[str, Any], float]], self_in
 
 def sibling_context(
     role: str,
-    summary: Mapping[str, Any],
-    group: Sequence[tuple[Mapping[str, Any], float]] | None,
+    dialogue: Dialogue,
+    group: Sequence[tuple[Dialogue, float]] | None,
     self_index: int | None,
     max_chars: int | None = DEFAULT_MAX_CHARS,
 ) -> str | None:
     """Sibling source: the turns and outcome of the best sibling (rule: :func:`best_sibling_index`).
 
-    The sibling is looked up in ``group`` (``(summary, reward)`` pairs of the whole group, sample
-    included at ``self_index``); ``group[self_index]`` must hold ``summary`` itself (checked, to
+    The sibling is looked up in ``group`` (``(dialogue, reward)`` pairs of the whole group, sample
+    included at ``self_index``); ``group[self_index]`` must hold ``dialogue`` itself (checked, to
     catch indexing bugs). ``None`` when there is no group or no eligible sibling.
     """
     check_role(role)
     if not group or self_index is None:
         return None
-    if 0 <= self_index < len(group) and group[self_index][0] != summary:
-        raise ValueError(f"group[{self_index}] is not the sample's own summary")
+    if 0 <= self_index < len(group) and group[self_index][0] is not dialogue and group[self_index][0] != dialogue:
+        raise ValueError(f"group[{self_index}] is not the sample's own dialogue")
     best = best_sibling_index(group, self_index)
     if best is None:
         return None
-    view = view_summary(group[best][0])
-    lines = [HEADERS[SOURCE_SIBLING, role]] + _turn_lines(role, view, include_rec_reason=True)
-    return fit_budget(lines + [_outcome_line(role, view)], max_chars)
+    sibling = Transcript.read(group[best][0])
+    lines = [HEADERS[SOURCE_SIBLING, role]] + _turn_lines(role, sibling, include_rec_reason=True)
+    return fit_budget(lines + [_outcome_line(role, sibling)], max_chars)
 
 
-def hindsight_context(
-    role: str,
-    summary: Mapping[str, Any],
-    max_chars: int | None = DEFAULT_MAX_CHARS,
-) -> str | None:
+def hindsight_context(role: str, dialogue: Dialogue, max_chars: int | None = DEFAULT_MAX_CHARS) -> str | None:
     """Hindsight source: every turn's recommendation and user answer, then the final outcome.
 
     The ground-truth title is never named (only whether the outcome was right). ``None`` when the
-    dialogue has no turn records.
+    dialogue has no turns.
     """
     check_role(role)
-    view = view_summary(summary)
-    if not view.records:
+    transcript = Transcript.read(dialogue)
+    if not transcript.turns:
         return None
-    lines = [HEADERS[SOURCE_HINDSIGHT, role]] + _turn_lines(role, view, include_rec_reason=False)
-    return fit_budget(lines + [_outcome_line(role, view)], max_chars)
+    lines = [HEADERS[SOURCE_HINDSIGHT, role]] + _turn_lines(role, transcript, include_rec_reason=False)
+    return fit_budget(lines + [_outcome_line(role, transcript)], max_chars)
 
 
-def target_context(
-    role: str,
-    summary: Mapping[str, Any],
-    max_chars: int | None = DEFAULT_MAX_CHARS,
-) -> str | None:
+def target_context(role: str, dialogue: Dialogue, max_chars: int | None = DEFAULT_MAX_CHARS) -> str | None:
     """Target source (ablation; leaks the answer): names the ground-truth item. ``None`` if unknown."""
     check_role(role)
-    target = view_summary(summary).target
+    target = Transcript.read(dialogue).target_title
     if not target:
         return None
     if role == ROLE_RECOMMENDER:
@@ -295,10 +290,10 @@ def target_context(
 
 def build_teacher_context(
     role: str,
-    summary: Mapping[str, Any],
+    dialogue: Dialogue,
     sources: Sequence[str] = DEFAULT_SOURCES,
     memory: Any = None,
-    group: Sequence[tuple[Mapping[str, Any], float]] | None = None,
+    group: Sequence[tuple[Dialogue, float]] | None = None,
     self_index: int | None = None,
     step: int | None = None,
     memory_k: int = DEFAULT_MEMORY_K,
@@ -309,15 +304,15 @@ def build_teacher_context(
 
     Args:
         role: ``"recommender"`` or ``"user"``.
-        summary: this dialogue's summary (format: :mod:`coars_verl.distill.summary`).
+        dialogue: this sample's dialogue (transcript or stored summary).
         sources: source names, tried in order (subset of :data:`SOURCES`; unknown -> ValueError).
-        memory: a ``DialogueMemory`` or ``None`` (memory source).
-        group, self_index: ``(summary, role reward)`` of every dialogue of the same prompt uid this
+        memory: a ``DialogueMemory`` or ``None`` (memory and neighbor sources).
+        group, self_index: ``(dialogue, role reward)`` of every dialogue of the same prompt uid this
             step, and the sample's position in it (sibling source).
         step: current training step; memory records from this step or later are ignored.
-        memory_k: number of past dialogues shown by the memory source.
+        memory_k: past dialogues (memory) or other users (neighbor) shown.
         max_chars: character budget of the returned text (``None``: unlimited).
-        history: the sample's user's history item ids (neighbor source; ``memory_k`` neighbours).
+        history: the sample's user's history item ids (neighbor source).
 
     Returns:
         ``(text, source_name)``, or ``(None, None)`` if no source has anything (then delta = 0).
@@ -326,17 +321,18 @@ def build_teacher_context(
     unknown = [s for s in sources if s not in SOURCES]
     if unknown:
         raise ValueError(f"unknown teacher-context source(s) {unknown}; expected some of {SOURCES}")
+    transcript = Transcript.read(dialogue)
     for source in sources:
         if source == SOURCE_MEMORY:
-            text = memory_context(role, summary, memory, k=memory_k, before_step=step, max_chars=max_chars)
+            text = memory_context(role, transcript.user_id, memory, k=memory_k, before_step=step, max_chars=max_chars)
         elif source == SOURCE_SIBLING:
-            text = sibling_context(role, summary, group, self_index, max_chars=max_chars)
+            text = sibling_context(role, dialogue, group, self_index, max_chars=max_chars)
         elif source == SOURCE_HINDSIGHT:
-            text = hindsight_context(role, summary, max_chars=max_chars)
+            text = hindsight_context(role, transcript, max_chars=max_chars)
         elif source == SOURCE_NEIGHBOR:
-            text = neighbor_context(role, summary, memory, history, k=memory_k, before_step=step, max_chars=max_chars)
+            text = neighbor_context(role, transcript.user_id, memory, history, k=memory_k, before_step=step, max_chars=max_chars)
         else:
-            text = target_context(role, summary, max_chars=max_chars)
+            text = target_context(role, transcript, max_chars=max_chars)
         if text:
             return text, source
     return None, None

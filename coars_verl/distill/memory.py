@@ -31,29 +31,29 @@ from collections import Counter, OrderedDict, defaultdict
 from typing import Any, Iterable, Mapping
 
 from coars_verl.dialogue.matching import one_line
-from coars_verl.distill.summary import view_summary
+from coars_verl.dialogue.transcript import Transcript
 
 STATE_FORMAT = "coars_dialogue_memory/v2"
 """v2 adds the users' histories; a v1 state (no histories) still loads."""
 _READABLE_FORMATS = ("coars_dialogue_memory/v1", STATE_FORMAT)
 
 
-def compact_record(summary: Mapping[str, Any], max_reason_chars: int = 300) -> dict[str, Any]:
-    """Compact, JSON-serialisable memory record of one dialogue summary.
+def compact_record(dialogue: "Transcript | Mapping[str, Any]", max_reason_chars: int = 300) -> dict[str, Any]:
+    """Compact, JSON-serialisable memory record of one dialogue (its transcript or stored summary).
 
     Returns ``{"rejected": [{"item": str, "reason": str}, ...], "accepted": str | None,
     "hit": bool, "turns": int, "invalid_turns": int, "final_item": str | None}``. Reasons are cut
     to ``max_reason_chars``. The ground-truth title is deliberately NOT stored.
     """
-    view = view_summary(summary)
-    accepted = view.accepted
+    transcript = Transcript.read(dialogue)
+    accepted, final = transcript.accepted_turn, transcript.final_turn
     return {
-        "rejected": [{"item": r.item, "reason": one_line(r.user_reason, max_reason_chars)} for r in view.rejected],
-        "accepted": accepted.item if accepted is not None else None,
-        "hit": view.hit,
-        "turns": view.turns,
-        "invalid_turns": sum(1 for r in view.records if not r.valid),
-        "final_item": view.final_item,
+        "rejected": [{"item": r.rec_item_title, "reason": one_line(r.user_reason, max_reason_chars)} for r in transcript.rejected_turns],
+        "accepted": accepted.rec_item_title if accepted is not None else None,
+        "hit": transcript.hit,
+        "turns": transcript.num_turns,
+        "invalid_turns": sum(1 for r in transcript.turns if not r.valid),
+        "final_item": final.rec_item_title if final is not None else None,
     }
 
 

@@ -3,7 +3,7 @@
 AFL and the Reflexion-style agentic recommenders keep past dialogues as text and show them to the
 recommender at inference; the weights never change. This module builds that memory for the test
 users with the SAME pieces the CoARS teacher uses for its ``memory`` (and ``neighbor``) context
-(:class:`coars_verl.distill.memory.DialogueMemory`, :func:`coars_verl.distill.contexts.build_teacher_context`),
+(:class:`coars_verl.distill.memory.DialogueMemory`, :func:`coars_verl.distill.contexts.memory_context`, ``neighbor_context``),
 so the baseline and the teacher read the same text:
 
 1. the memory: each test user's earlier dialogues, played by the evaluated model itself on that
@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Callable, Optional, Sequence
 
 from coars_verl.constants import EI_HISTORY_ITEM_IDS, EI_INDEX, ROLE_RECOMMENDER
-from coars_verl.distill.contexts import DEFAULT_MEMORY_K, SOURCE_MEMORY, SOURCE_NEIGHBOR, build_teacher_context
+from coars_verl.distill.contexts import DEFAULT_MEMORY_K, SOURCE_MEMORY, SOURCE_NEIGHBOR, memory_context, neighbor_context
 from coars_verl.distill.memory import DialogueMemory, compact_record
 from coars_verl.eval.data import DialogueRow
 
@@ -81,12 +81,18 @@ def played_memory(rows: Sequence[DialogueRow], play: Callable[[Sequence[Dialogue
 
 
 def recommender_contexts(rows: Sequence[DialogueRow], memory: DialogueMemory, setting: MemorySetting) -> list[Optional[str]]:
-    """Each test row's memory text for the recommender's prompt, or None when the memory has none."""
+    """Each test row's memory text for the recommender's prompt (the first of ``setting.sources``
+    that has one), or None when the memory has nothing for the row's user."""
     contexts = []
     for row in rows:
-        text, _ = build_teacher_context(
-            ROLE_RECOMMENDER, {"user_id": row.user_id}, setting.sources, memory=memory, memory_k=setting.k,
-            max_chars=setting.max_chars, history=row.extra_info.get(EI_HISTORY_ITEM_IDS),
-        )
+        text = None
+        for source in setting.sources:
+            if source == SOURCE_MEMORY:
+                text = memory_context(ROLE_RECOMMENDER, row.user_id, memory, k=setting.k, max_chars=setting.max_chars)
+            else:
+                text = neighbor_context(ROLE_RECOMMENDER, row.user_id, memory, row.extra_info.get(EI_HISTORY_ITEM_IDS),
+                                        k=setting.k, max_chars=setting.max_chars)
+            if text:
+                break
         contexts.append(text)
     return contexts

@@ -31,9 +31,9 @@ Definitions (the same as ``coars_verl.dialogue.transcript``):
     a false reject when the item was the target.
   - ``"skip"``: not an answered turn (only the format penalty applies).
 
-The input is the dict from ``Transcript.summary()`` (what the agent loop stores), so the reward
-manager can apply it without re-running the dialogue. Only the per-turn lists are read; the
-derived scalars of the summary are recomputed so that the two cannot disagree.
+The input is the dict from ``Transcript.summary()`` (what the agent loop stores), read back by
+``Transcript.from_summary``, so the reward manager can apply it without re-running the dialogue.
+Only the turns are used; the summary's derived scalars are recomputed so that the two cannot disagree.
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ import numbers
 from dataclasses import dataclass, fields
 from typing import Any, Mapping
 
-from coars_verl.dialogue.transcript import DECISION_NO, DECISION_NONE, DECISION_YES
+from coars_verl.dialogue.transcript import DECISION_NONE, DECISION_YES, Transcript
 from coars_verl.rewards.user_balance import USER_BALANCE_MODES
 from coars_verl.utils.config_reader import read_section
 
@@ -166,9 +166,9 @@ class _Turn:
     user_error: bool
 
 
-def compute_role_rewards(summary: Mapping[str, Any], config: RewardConfig = RewardConfig()) -> RoleRewards:
-    """Score both roles from a ``Transcript.summary()`` dict. ValueError on a malformed summary."""
-    turns = _turns(summary)
+def compute_role_rewards(dialogue: "Transcript | Mapping[str, Any]", config: RewardConfig = RewardConfig()) -> RoleRewards:
+    """Score both roles of a dialogue (its transcript or ``Transcript.summary()`` dict). ValueError on a malformed summary."""
+    turns = _turns(dialogue)
     rec_format_errors = sum(not turn.valid for turn in turns)
     k_hit = next((k for k, turn in enumerate(turns, start=1) if turn.valid and turn.is_target), 0)
     final = next((turn for turn in reversed(turns) if turn.valid), None)
@@ -250,22 +250,7 @@ def _user_score(turns: list[_Turn], config: RewardConfig) -> _UserScore:
                       judged[True], judged[False], correct[True], correct[False])
 
 
-def _turns(summary: Mapping[str, Any]) -> list[_Turn]:
-    """The per-turn facts of a summary, checked for consistency."""
-    if not isinstance(summary, Mapping):
-        raise ValueError(f"dialogue summary: expected a mapping, got {type(summary).__name__}")
-    columns = {}
-    for key in ("rec_valid", "is_target", "user_decisions", "user_errors"):
-        if key not in summary:
-            raise ValueError(f"dialogue summary: missing key {key!r}")
-        columns[key] = list(summary[key])  # parquet round trips give numpy arrays
-    lengths = {key: len(values) for key, values in columns.items()}
-    if len(set(lengths.values())) != 1:
-        raise ValueError(f"dialogue summary: per-turn lists differ in length: {lengths}")
-    turns = []
-    for valid, is_target, decision, user_error in zip(*columns.values()):
-        decision = int(decision)
-        if decision not in (DECISION_YES, DECISION_NO, DECISION_NONE):
-            raise ValueError(f"dialogue summary: unknown user decision {decision!r}")
-        turns.append(_Turn(bool(valid), bool(valid) and bool(is_target), decision, bool(user_error)))
-    return turns
+def _turns(dialogue: "Transcript | Mapping[str, Any]") -> list[_Turn]:
+    """The per-turn facts the reward needs (the transcript's reader checks the summary)."""
+    transcript = Transcript.read(dialogue)
+    return [_Turn(r.valid, r.valid and r.is_target, r.user_decision, bool(r.user_error)) for r in transcript.turns]

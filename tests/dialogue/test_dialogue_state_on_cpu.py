@@ -30,7 +30,6 @@ from coars_verl.dialogue.transcript import (
     END_BUDGET,
     END_MAX_TURNS,
     Transcript,
-    turn_dicts,
 )
 
 EXTRA_INFO = {
@@ -171,8 +170,10 @@ def test_rejections_then_hit_at_turn_three():
     assert summary["turns"] == 3 and summary["hit"] and summary["k_hit"] == 3
     assert summary["user_decisions"] == [DECISION_NO, DECISION_NO, DECISION_YES]
     assert summary["rec_item_ids"] == ["10", "11", "12"]
-    assert summary["rejected_titles"] == ["The Matrix", "Toy Story"]
-    assert summary["rejected_reasons"] == ["too sci-fi", "too childish"]
+    rejected = Transcript.from_summary(summary).rejected_turns
+    assert [r.rec_item_title for r in rejected] == ["The Matrix", "Toy Story"]
+    assert [r.user_reason for r in rejected] == ["too sci-fi", "too childish"]
+    assert not {"compact_text", "rejected_titles", "rejected_reasons"} & set(summary)  # nothing reads them: not stored
     assert summary["false_accepts"] == 0 and summary["false_rejects"] == 0
 
 
@@ -389,12 +390,9 @@ def test_summary_fields_of_a_mixed_dialogue():
     assert s["user_errors"] == ["invalid_decision", "", ""]
     assert s["rec_errors"] == ["", "not_in_candidates", ""]
     assert s["user_answered_turns"] == 2 and s["user_format_errors"] == 1 and s["rec_format_errors"] == 1
-    first_line = s["compact_text"].splitlines()[0]
-    assert first_line == "Turn 1: recommended 'Up'; the user's answer was unparsable (counted as no)."
-    assert s["compact_text"].splitlines()[-1] == "End: accepted; final item: 'Heat' (turn 3)."
-    records = turn_dicts(s)
-    assert [r["decision"] for r in records] == [None, None, "yes"]
-    assert [r["item_title"] for r in records] == ["Up", None, "Heat"]
+    turns = Transcript.from_summary(s).turns
+    assert [r.answer for r in turns] == [None, None, "yes"]  # unparsable, not asked, yes
+    assert [r.rec_item_title if r.valid else None for r in turns] == ["Up", None, "Heat"]
 
 
 def test_from_summary_rejects_inconsistent_lists():

@@ -1,4 +1,4 @@
-"""Teacher-context builders on hand-written summaries (fixtures in conftest.py)."""
+"""Teacher-context builders on played dialogues' summaries (fixtures in conftest.py)."""
 
 import pytest
 
@@ -12,21 +12,22 @@ from coars_verl.distill.contexts import (
     sibling_context,
     target_context,
 )
+from coars_verl.dialogue.transcript import Transcript
 from coars_verl.distill.memory import DialogueMemory, compact_record
-from coars_verl.distill.summary import view_summary
+
+from distill_fakes import played
 
 REC, USER = "recommender", "user"
 
 
-def test_view_summary_adapter(miss_summary):
-    view = view_summary(miss_summary)
-    assert view.user_id == "u1" and view.turns == 4 and not view.hit and view.target == "Alien"
-    assert [r.item for r in view.rejected] == ["Toy Story", "Titanic"] and view.accepted.item == "Heat"
-    assert view.records[1].valid is False and view.records[1].item is None
-    odd = view_summary({"turn_records": [{"turn": 2, "item_title": "B", "decision": " YES "},
-                                         {"turn": 1, "item_title": "A", "decision": False}]})
-    assert [r.turn for r in odd.records] == [1, 2] and [r.decision for r in odd.records] == ["no", "yes"]
-    assert odd.user_id == "" and odd.turns == 2 and odd.target is None
+def test_the_transcript_gives_what_the_contexts_read(miss_summary):
+    transcript = Transcript.from_summary(miss_summary)
+    assert transcript.user_id == "u1" and transcript.num_turns == 4 and not transcript.hit and transcript.target_title == "Alien"
+    assert [r.rec_item_title for r in transcript.rejected_turns] == ["Toy Story", "Titanic"]
+    assert transcript.accepted_turn.rec_item_title == "Heat"
+    assert transcript.turns[1].valid is False and transcript.turns[1].answer is None
+    assert [r.answer for r in transcript.turns] == ["no", None, "no", "yes"]
+    assert Transcript.read(transcript) is transcript
 
 
 # ------------------------------------------------------------------------------ memory
@@ -35,28 +36,28 @@ def test_memory_context(miss_summary, hit_summary):
     mem.add("u1", compact_record(miss_summary), step=3)
     mem.add("u1", compact_record(hit_summary), step=5)
     mem.add("u9", compact_record(hit_summary), step=4)
-    text = memory_context(REC, miss_summary, mem, k=2, before_step=6)
+    text = memory_context(REC, "u1", mem, k=2, before_step=6)
     lines = text.split("\n")
     assert lines[0] == "Notes from earlier dialogues with this user (most recent first):"
     assert lines[1].startswith("- Dialogue at training step 5: ") and '"Alien", which was the item they wanted' in lines[1]
     assert lines[2] == ('- Dialogue at training step 3: the user rejected "Toy Story" (too childish for me); the user '
                         'rejected "Titanic" (I avoid romance); 1 turn lost to invalid answers; the user accepted '
                         '"Heat", but it was not the item they wanted.')
-    user_text = memory_context(USER, miss_summary, mem, k=1, before_step=6)
+    user_text = memory_context(USER, "u1", mem, k=1, before_step=6)
     assert user_text.split("\n")[0].startswith("Notes from your earlier conversations")
     assert 'you rejected "Titanic" (I avoid romance)' in user_text and "you accepted \"Alien\"" in user_text
     assert "step 3" not in user_text  # k=1
     # only earlier steps; no store; unknown user
-    assert "step 5" not in memory_context(REC, miss_summary, mem, before_step=5)
-    assert memory_context(REC, miss_summary, mem, before_step=3) is None
-    assert memory_context(REC, miss_summary, None) is None
-    assert memory_context(REC, {**miss_summary, "user_id": "nobody"}, mem) is None
+    assert "step 5" not in memory_context(REC, "u1", mem, before_step=5)
+    assert memory_context(REC, "u1", mem, before_step=3) is None
+    assert memory_context(REC, "u1", None) is None
+    assert memory_context(REC, "nobody", mem) is None
 
 
 def test_memory_context_never_names_an_unseen_target(miss_summary):
     mem = DialogueMemory()
     mem.add("u1", compact_record(miss_summary), step=0)
-    assert "Alien" not in memory_context(REC, miss_summary, mem)
+    assert "Alien" not in memory_context(REC, "u1", mem)
 
 
 # ----------------------------------------------------------------------------- sibling
@@ -86,7 +87,7 @@ def test_sibling_context(miss_summary, hit_summary):
     assert 'Turn 2: the recommender suggested "Alien" (reason: you watched Aliens); you said yes' in user_text
     assert sibling_context(REC, hit_summary, group, 1) is None
     assert sibling_context(REC, miss_summary, None, None) is None
-    with pytest.raises(ValueError, match="own summary"):
+    with pytest.raises(ValueError, match="own dialogue"):
         sibling_context(REC, miss_summary, group, 1)
 
 
@@ -105,16 +106,15 @@ def test_hindsight_context(miss_summary, hit_summary):
     user_text = hindsight_context(USER, hit_summary)
     assert user_text.endswith('Outcome: you accepted "Alien", which was the item you wanted.')
     assert "Turn 1: the recommender suggested \"Titanic\"; you said no: I avoid romance" in user_text
-    assert hindsight_context(REC, {**miss_summary, "turn_records": []}) is None
+    assert hindsight_context(REC, Transcript("u1", "Alien", "i3", max_turns=3)) is None  # no turn played
 
 
 def test_hindsight_no_acceptance_but_final_item_right():
-    summary = {"user_id": "u", "turns": 2, "hit": True, "final_item_title": "B", "target_title": "B",
-               "turn_records": [{"turn": 1, "item_title": "A", "valid": True, "decision": "no", "user_reason": ""},
-                                {"turn": 2, "item_title": "B", "valid": True, "decision": None, "user_reason": ""}]}
+    summary = played("u", [("Titanic", "r", "no", ""), ("Alien", "r", "maybe", "")], max_turns=2)
     text = hindsight_context(USER, summary)
-    assert 'Turn 1: the recommender suggested "A"; you said no\nTurn 2: the recommender suggested "B"; you gave no valid answer\n' in text
-    assert text.endswith('Outcome: no item was accepted in 2 turns; the last suggestion "B" was the item you wanted.')
+    assert ('Turn 1: the recommender suggested "Titanic"; you said no\n'
+            'Turn 2: the recommender suggested "Alien"; you gave no valid answer\n') in text
+    assert text.endswith('Outcome: no item was accepted in 2 turns; the last suggestion "Alien" was the item you wanted.')
 
 
 # ------------------------------------------------------------------------------ target
@@ -138,7 +138,7 @@ def test_fallback_order(miss_summary, hit_summary):
     # memory present -> memory first
     mem.add("u1", compact_record(miss_summary), step=0)
     text, src = build_teacher_context(REC, miss_summary, memory=mem, group=group, self_index=0, step=1)
-    assert src == "memory" and text == memory_context(REC, miss_summary, mem, before_step=1)
+    assert src == "memory" and text == memory_context(REC, "u1", mem, before_step=1)
     # ... but not if it is from the current step
     _, src = build_teacher_context(REC, miss_summary, memory=mem, group=group, self_index=0, step=0)
     assert src == "sibling"
@@ -146,7 +146,8 @@ def test_fallback_order(miss_summary, hit_summary):
     _, src = build_teacher_context(USER, miss_summary, sources=("target", "memory"), memory=mem, step=1)
     assert src == "target"
     # nothing available
-    assert build_teacher_context(REC, {"user_id": "x"}, sources=("memory", "sibling", "hindsight", "target")) == (None, None)
+    nothing = Transcript("x", "", "", max_turns=3)  # no turn, no known target, nobody in the memory
+    assert build_teacher_context(REC, nothing, memory=mem, sources=("memory", "sibling", "hindsight", "target")) == (None, None)
     assert build_teacher_context(REC, miss_summary, sources=()) == (None, None)
     with pytest.raises(ValueError, match="oracle"):
         build_teacher_context(REC, miss_summary, sources=("memory", "oracle"))
@@ -162,14 +163,13 @@ def test_budget_truncation(miss_summary):
     text, _ = build_teacher_context(REC, miss_summary, sources=("hindsight",), max_chars=50)
     assert len(text) <= 50
     assert fit_budget(["ab", "cd"], 5) == "ab\ncd" and fit_budget(["ab", "cd"], 4) == "ab…"
-    long_reason = {**miss_summary, "turn_records": [{**miss_summary["turn_records"][0], "user_reason": "z" * 1000}]}
+    long_reason = played("u1", [("Toy Story", "r", "no", "z" * 1000)], max_turns=1)
     line = hindsight_context(REC, long_reason, max_chars=None).split("\n")[1]
     assert len(line) < 300  # each reason is capped too
 
 
-def test_a_real_transcript_summary_is_read_turn_by_turn():
+def test_a_summary_from_extra_info_is_read_turn_by_turn():
     from coars_verl.dialogue.state import Dialogue
-    from coars_verl.distill.summary import view_summary
 
     dialogue = Dialogue.from_extra_info(
         {"user_id": "u1", "history_titles": ["A", "B", "C"], "candidate_titles": ["Heat", "Fargo"], "target_title": "Fargo"}
@@ -178,6 +178,6 @@ def test_a_real_transcript_summary_is_read_turn_by_turn():
     dialogue.submit("user", "Reason: too loud.\nDecision: no")
     dialogue.submit("recommender", "Reason: dark comedy.\nItem: Fargo")
     dialogue.submit("user", "Reason: love it.\nDecision: yes")
-    view = view_summary(dialogue.transcript.summary())
-    assert [r.item for r in view.rejected] == ["Heat"] and view.rejected[0].user_reason == "too loud."
-    assert view.accepted.item == "Fargo" and view.hit and view.user_id == "u1"
+    transcript = Transcript.from_summary(dialogue.transcript.summary())
+    assert [r.rec_item_title for r in transcript.rejected_turns] == ["Heat"] and transcript.rejected_turns[0].user_reason == "too loud."
+    assert transcript.accepted_turn.rec_item_title == "Fargo" and transcript.hit and transcript.user_id == "u1"

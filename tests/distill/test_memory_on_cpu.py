@@ -9,6 +9,8 @@ from hypothesis import strategies as st
 
 from coars_verl.distill.memory import DialogueMemory, compact_record
 
+from distill_fakes import played
+
 
 def test_compact_record(miss_summary, hit_summary):
     rec = compact_record(miss_summary)
@@ -18,9 +20,8 @@ def test_compact_record(miss_summary, hit_summary):
     }
     assert "Alien" not in json.dumps(rec)  # the ground truth is never stored
     assert compact_record(hit_summary)["accepted"] == "Alien" and compact_record(hit_summary)["hit"] is True
-    assert compact_record({**miss_summary, "turn_records": [
-        {"turn": 1, "item_title": "X", "valid": True, "decision": "no", "user_reason": "y" * 500}]}, max_reason_chars=10
-    )["rejected"][0]["reason"] == "y" * 9 + "…"
+    long_reason = played("u1", [("Titanic", "r", "no", "y" * 500)], max_turns=1)
+    assert compact_record(long_reason, max_reason_chars=10)["rejected"][0]["reason"] == "y" * 9 + "…"
 
 
 def test_bounded_per_user_keeps_the_newest():

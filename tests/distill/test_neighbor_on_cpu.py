@@ -5,7 +5,6 @@ names the wrong version it catches (no overlap found, the user's own dialogues s
 that depends on insertion, a memory restored without histories).
 """
 
-import pytest
 
 from coars_verl.algo.advantage import SelfDistillConfig
 from coars_verl.constants import ROLE_RECOMMENDER, ROLE_USER
@@ -68,17 +67,17 @@ def test_histories_leave_with_their_users_and_survive_a_checkpoint(tmp_path, hit
 
 def test_the_context_shows_what_neighbours_accepted_and_rejected_and_why(hit_summary, miss_summary):
     memory = memory_with_neighbors(hit_summary, miss_summary)
-    text = neighbor_context(ROLE_RECOMMENDER, miss_summary, memory, U1_HISTORY, k=2, before_step=1)
+    text = neighbor_context(ROLE_RECOMMENDER, "u1", memory, U1_HISTORY, k=2, before_step=1)
     lines = text.splitlines()
     assert lines[0].startswith("Earlier dialogues with other users whose histories overlap")
     assert lines[1] == ('- A user sharing 3 history items: that user rejected "Titanic" (I avoid romance); '
                         'that user accepted "Alien", which was the item they wanted.')
     assert lines[2].startswith("- A user sharing 1 history item: that user rejected \"Toy Story\" (too childish for me)")
     assert "u1" not in text and "Heat" in lines[2]  # u3's own miss; u1's dialogue is not shown
-    assert neighbor_context(ROLE_USER, miss_summary, memory, U1_HISTORY).startswith("Earlier conversations of other users")
-    assert neighbor_context(ROLE_RECOMMENDER, miss_summary, memory, ["nothing-shared"]) is None
-    assert neighbor_context(ROLE_RECOMMENDER, miss_summary, memory, None) is None
-    assert neighbor_context(ROLE_RECOMMENDER, miss_summary, None, U1_HISTORY) is None
+    assert neighbor_context(ROLE_USER, "u1", memory, U1_HISTORY).startswith("Earlier conversations of other users")
+    assert neighbor_context(ROLE_RECOMMENDER, "u1", memory, ["nothing-shared"]) is None
+    assert neighbor_context(ROLE_RECOMMENDER, "u1", memory, None) is None
+    assert neighbor_context(ROLE_RECOMMENDER, "u1", None, U1_HISTORY) is None
 
 
 def test_selectable_and_ordered_like_the_other_sources(hit_summary, miss_summary):

@@ -12,6 +12,7 @@ import json
 import pandas as pd
 import pytest
 
+from coars_verl.dialogue.transcript import Transcript, TurnRecord
 from coars_verl.distill.memory import DialogueMemory, compact_record
 from coars_verl.eval.evaluate import EvalOptions, evaluate
 from coars_verl.eval.memory_baseline import MemorySetting
@@ -68,9 +69,9 @@ def test_the_memory_is_in_the_recommenders_prompt_and_only_when_asked(small_data
 
 def test_a_saved_memory_reaches_only_its_user(small_data, tmp_path):
     memory = DialogueMemory()
-    memory.add("3", compact_record({"user_id": "3", "turns": 1, "hit": False, "final_item_title": "Film Z",
-                                    "turn_records": [{"turn": 1, "item_title": "Film Z", "valid": True,
-                                                      "decision": "no", "user_reason": "too long"}]}), step=7)
+    rejected_z = Transcript("3", "Film A", "100", max_turns=1, end_reason="max_turns", turns=(
+        TurnRecord(1, "Item: Film Z", 0, "Film Z", "9", "", "", "", valid=True, is_target=False, user_decision=0, user_reason="too long"),))
+    memory.add("3", compact_record(rejected_z), step=7)
     memory.save(tmp_path / "coars_memory.json")
     result, backend = evaluate_with(small_data, tmp_path / "saved", MemorySetting(file=str(tmp_path / "coars_memory.json")))
     prompts = first_recommender_prompts(backend)

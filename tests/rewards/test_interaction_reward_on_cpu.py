@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from coars_verl.constants import ROLE_RECOMMENDER, ROLE_USER
 from coars_verl.dialogue.state import Dialogue, DialogueConfig, DialogueSample
+from coars_verl.dialogue.transcript import Transcript, TurnRecord
 from coars_verl.rewards.interaction import RewardConfig, RoleRewards, compute_role_rewards
 
 SAMPLE = DialogueSample(
@@ -242,12 +243,14 @@ TURN = st.tuples(st.booleans(), st.booleans(), st.sampled_from([-1, 0, 1]), st.b
     policy=st.sampled_from(["wrong", "reject", "skip"]),
 )
 def test_rewards_are_bounded(turns, gamma, beta, penalty, wa, wr, policy):
-    summary = {
-        "rec_valid": [t[0] for t in turns],
-        "is_target": [t[1] for t in turns],
-        "user_decisions": [t[2] if t[0] else -1 for t in turns],
-        "user_errors": ["missing_decision" if t[3] and t[0] and t[2] == 0 else "" for t in turns],
-    }
+    records = tuple(
+        TurnRecord(turn=k + 1, rec_raw="", rec_item_index=0 if valid else -1, rec_item_title="T" if valid else "",
+                   rec_item_id="", rec_reason="", rec_error="" if valid else "no_item", rec_problem="", valid=valid,
+                   is_target=valid and target, user_decision=decision if valid else -1,
+                   user_error="missing_decision" if error and valid and decision == 0 else "")
+        for k, (valid, target, decision, error) in enumerate(turns)
+    )
+    summary = Transcript("u", "T", "t", max_turns=8, turns=records, end_reason="max_turns").summary()
     config = RewardConfig(gamma, beta, penalty, wa, wr, policy)
     r = compute_role_rewards(summary, config)
     assert isinstance(r, RoleRewards)
