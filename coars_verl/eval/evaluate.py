@@ -19,6 +19,7 @@ from coars_verl.dialogue.prompts import PromptTemplates
 from coars_verl.dialogue.state import DialogueConfig
 from coars_verl.eval import data as data_mod
 from coars_verl.eval.backends import GenerationBackend, check_backend, make_backend, resolve_backend_name
+from coars_verl.distill.contexts import SOURCE_NEIGHBOR
 from coars_verl.distill.memory import DialogueMemory
 from coars_verl.eval.memory_baseline import MemorySetting, memory_rows, played_memory, recommender_contexts
 from coars_verl.eval.metrics import Judgment, recommendation_metrics, user_sim_metrics
@@ -267,8 +268,10 @@ def _memory(options, out_dir: Path, dialogue_rows, backend, codec, config, limit
     if saved.exists():
         memory.load(saved)
         return memory
-    users = {r.user_id for r in dialogue_rows if r.user_id}
-    rows = memory_rows(data_mod.load_dialogue_rows(options.data, options.memory.split, None, False), users)
+    split_rows = data_mod.load_dialogue_rows(options.data, options.memory.split, None, False)
+    # the neighbor source shows OTHER users' dialogues: then every user of the split plays one window
+    users = {r.user_id for r in (split_rows if SOURCE_NEIGHBOR in options.memory.sources else dialogue_rows) if r.user_id}
+    rows = memory_rows(split_rows, users)
 
     def play(chosen):
         return [s for chunk in _chunks(chosen, batch_size) for s in run_dialogues(chunk, backend, codec, config, limits)]

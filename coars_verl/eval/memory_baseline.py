@@ -8,7 +8,8 @@ so the baseline and the teacher read the same text:
 
 1. the memory: each test user's earlier dialogues, played by the evaluated model itself on that
    user's windows of another split (``--memory-from-split valid``: the window just before the test
-   window), or a memory saved by training (``--memory-file .../coars_memory.json``);
+   window; with the ``neighbor`` source every user of that split plays its last window, since it
+   shows other users' dialogues), or a memory saved by training (``--memory-file .../coars_memory.json``);
 2. each test dialogue's recommender prompt gets the context appended to its system message, as
    the teacher's prompt does (``context_position`` "system").
 
