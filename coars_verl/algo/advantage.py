@@ -21,7 +21,7 @@ from typing import Any, Hashable, Mapping, Optional, Sequence
 
 import torch
 
-from coars_verl.distill.contexts import DEFAULT_SOURCES, SOURCES
+from coars_verl.distill.contexts import DEFAULT_MAX_CHARS, DEFAULT_SOURCES, SOURCES
 from coars_verl.distill.teacher_prompt import CONTEXT_POSITIONS
 from coars_verl.utils.config_reader import read_section
 
@@ -283,7 +283,7 @@ class SelfDistillConfig:
     memory_per_user: int = 4
     memory_max_users: int = 50_000
     memory_k: int = 2
-    context_max_chars: int = 1000
+    context_max_chars: int = DEFAULT_MAX_CHARS
     context_position: str = "system"
     lambda_decay_fraction: Optional[float] = None
     """rlsd: the decay length as a share of the run's training steps (replaces ``lambda_decay_steps``

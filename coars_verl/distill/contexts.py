@@ -39,9 +39,11 @@ SOURCES = (SOURCE_MEMORY, SOURCE_SIBLING, SOURCE_HINDSIGHT, SOURCE_TARGET, SOURC
 DEFAULT_SOURCES = (SOURCE_MEMORY, SOURCE_SIBLING, SOURCE_HINDSIGHT)
 """Default fallback order (spec section 4); ``target`` is an ablation and never on by default."""
 
-DEFAULT_MAX_CHARS = 1500
+DEFAULT_MAX_CHARS = 1000
+"""A context's character budget (``algorithm.coars.self_distill.context_max_chars``; the one home of the default)."""
 DEFAULT_MEMORY_K = 2
 MAX_REASON_CHARS = 200
+"""A reason shown in a context is cut to this (and a memory record stores no more of it)."""
 
 HEADERS = {
     (SOURCE_MEMORY, ROLE_RECOMMENDER): "Notes from earlier dialogues with this user (most recent first):",

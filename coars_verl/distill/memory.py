@@ -32,13 +32,14 @@ from typing import Any, Iterable, Mapping
 
 from coars_verl.dialogue.matching import one_line
 from coars_verl.dialogue.transcript import Transcript
+from coars_verl.distill.contexts import MAX_REASON_CHARS
 
 STATE_FORMAT = "coars_dialogue_memory/v2"
 """v2 adds the users' histories; a v1 state (no histories) still loads."""
 _READABLE_FORMATS = ("coars_dialogue_memory/v1", STATE_FORMAT)
 
 
-def compact_record(dialogue: "Transcript | Mapping[str, Any]", max_reason_chars: int = 300) -> dict[str, Any]:
+def compact_record(dialogue: "Transcript | Mapping[str, Any]", max_reason_chars: int = MAX_REASON_CHARS) -> dict[str, Any]:
     """Compact, JSON-serialisable memory record of one dialogue (its transcript or stored summary).
 
     Returns ``{"rejected": [{"item": str, "reason": str}, ...], "accepted": str | None,

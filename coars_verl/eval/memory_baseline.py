@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Callable, Optional, Sequence
 
 from coars_verl.constants import EI_HISTORY_ITEM_IDS, EI_INDEX, ROLE_RECOMMENDER
-from coars_verl.distill.contexts import DEFAULT_MEMORY_K, SOURCE_MEMORY, SOURCE_NEIGHBOR, memory_context, neighbor_context
+from coars_verl.distill.contexts import DEFAULT_MAX_CHARS, DEFAULT_MEMORY_K, SOURCE_MEMORY, SOURCE_NEIGHBOR, memory_context, neighbor_context
 from coars_verl.distill.memory import DialogueMemory, compact_record
 from coars_verl.eval.data import DialogueRow
 
@@ -30,8 +30,6 @@ MEMORY_SOURCES = (SOURCE_MEMORY, SOURCE_NEIGHBOR)
 """The context sources that need no training-time information (sibling and hindsight do)."""
 PLAYED_WHEN = "before this one"
 """How a played memory dialogue is dated in the prompt (a training record says its step)."""
-MEMORY_CONTEXT_CHARS = 1000
-"""The teacher's default context budget (``algorithm.coars.self_distill.context_max_chars``)."""
 
 
 @dataclass(frozen=True)
@@ -44,7 +42,8 @@ class MemorySetting:
     """Or load a memory saved by training (``coars_memory.json`` in a checkpoint's step folder)."""
     sources: tuple[str, ...] = (SOURCE_MEMORY,)
     k: int = DEFAULT_MEMORY_K
-    max_chars: int = MEMORY_CONTEXT_CHARS
+    max_chars: int = DEFAULT_MAX_CHARS
+    """The teacher's context budget by default."""
 
     @property
     def enabled(self) -> bool:
