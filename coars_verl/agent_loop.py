@@ -88,6 +88,20 @@ class _timed:
 
 @register(AGENT_LOOP_NAME)
 class CoarsDialogueAgentLoop(AgentLoopBase):
+    """verl agent loop ``coars_dialogue``: one recommender-user dialogue per run, both agents played
+    by the policy, returned as two outputs (the user agent's, then the recommender's) that carry the
+    dialogue summary and their role in ``extra_fields``.
+
+    Use in your own verl project (the plugin registers it when verl is imported)::
+
+        python -m verl.trainer.main_ppo ... actor_rollout_ref.rollout.agent.default_agent_loop=coars_dialogue \
+            reward.reward_manager.name=coars_interaction algorithm.adv_estimator=coars_grpo \
+            trainer.v1.trainer_mode=coars_sync +coars.dialogue.max_turns=5
+
+    The rules of the dialogue are :class:`coars_verl.dialogue.state.Dialogue`; this class only turns
+    them into token streams, budgets and masks.
+    """
+
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.dialogue_config = replace(

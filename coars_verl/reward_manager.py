@@ -42,6 +42,13 @@ def dialogue_summary(data: DataProto) -> Mapping[str, Any]:
 
 @register(REWARD_MANAGER_NAME)
 class CoarsInteractionRewardManager(RewardManagerBase):
+    """verl reward manager ``coars_interaction``: both roles' rewards from one dialogue summary.
+
+    Use: ``reward.reward_manager.name=coars_interaction`` (weights under ``coars.reward.*``, e.g.
+    ``+coars.reward.beta=1.0``), with the ``coars_dialogue`` agent loop and the ``coars_sync``
+    trainer mode, which hands each sample its own role's reward from ``reward_extra_info``.
+    """
+
     def __init__(self, config, tokenizer, compute_score=None, **kwargs):
         super().__init__(config, tokenizer, compute_score)
         self.reward_config = RewardConfig.from_mapping(OmegaConf.select(config, "coars.reward", default=None))

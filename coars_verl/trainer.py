@@ -122,6 +122,14 @@ def nested_fields(tensors: dict[str, torch.Tensor], response_mask_nested) -> Ten
 
 @register_trainer(TRAINER_MODE_NAME)
 class CoarsPPOTrainer(PPOTrainerSync):
+    """verl trainer mode ``coars_sync``: verl's synchronous trainer with per-role rewards and
+    advantages and the self-distillation teacher pass (module docstring).
+
+    Use: ``trainer.v1.trainer_mode=coars_sync algorithm.adv_estimator=coars_grpo``, with the
+    ``coars_dialogue`` agent loop and ``coars_interaction`` reward, or alone on any single-turn verl
+    task for self-distilled token credit (``+algorithm.coars.self_distill.mode=rlsd``).
+    """
+
     def __init__(self, config):
         check_composition(config)  # main_ppo ran it in the driver already; this covers other entry points
         self.sd_config = self_distill_config(config.algorithm)
@@ -140,22 +148,40 @@ class CoarsPPOTrainer(PPOTrainerSync):
 
     # ------------------------------------------------------------------ advantage
     def _compute_advantage(self, batch, metrics: dict):
+        """verl 0.9.1's ``PPOTrainerSync._compute_advantage`` with our steps between its own.
+
+        verl's parts (fetch, KL in the reward, rollout correction, write-back) are in the methods
+        named ``_verl_*``, copied from that version and watched by a fingerprint of verl's source
+        (tests/verl/test_verl_fingerprints_on_cpu.py); ours are the role rewards, the per-role and
+        self-distilled advantages, and the metrics and memory."""
         started = time.perf_counter()
+        data, extras, response_mask_nested, real = self._verl_fetch(batch)
+        dialogue = is_dialogue_batch(extras)
+        roles, reward_infos, scores = self._role_rewards(data, extras, real, response_mask_nested.offsets().diff(), dialogue, metrics)
+        data, rollout_correction = self._verl_reward_terms(data, metrics)
+        neighbors = dialogue and self.sd_config.mode != MODE_OFF and SOURCE_NEIGHBOR in self.sd_config.sources
+        histories = self._histories(batch) if neighbors else None
+        delta, has_context = self._advantages(batch, data, extras, roles, scores, real, dialogue, histories, metrics)
+        self._log_and_remember(batch, data, extras, roles, scores, reward_infos, real, dialogue, histories, delta, has_context, metrics)
+        metrics["timing_s/coars_advantage"] = time.perf_counter() - started - metrics.get("timing_s/coars_teacher", 0.0)
+        return self._verl_write_back(batch, data, response_mask_nested, rollout_correction)
+
+    def _verl_fetch(self, batch):
+        """verl's fetch of the advantage step, plus ``extra_fields`` (roles, summaries, reward infos)."""
         data = tq.kv_batch_get(keys=batch.keys, partition_id=batch.partition_id, select_fields=_FETCHED)
         response_mask_nested = data["response_mask"]
-        response_lengths = response_mask_nested.offsets().diff()
         extras = [getattr(e, "data", e) for e in data.pop("extra_fields").tolist()]
         data = DataProto(batch=data.to_padded_tensor())
         data.non_tensor_batch["uid"] = np.array(data.batch.pop("uid").tolist(), dtype=object)
-        dialogue = is_dialogue_batch(extras)
         real = [not tag.get("is_padding", False) for tag in batch.tags]
+        return data, extras, response_mask_nested, real
 
-        # 1. each sample gets its own role's reward, on its last response token (a single-turn task's
-        #    samples are one role and keep verl's reward)
+    def _role_rewards(self, data, extras, real, response_lengths, dialogue: bool, metrics: dict):
+        """Each sample's own role's reward on its last response token (a single-turn task's samples
+        are one role and keep verl's reward). Returns ``(roles, reward_infos, (B,) scores)``."""
         if dialogue:
             roles = [extra[EXTRA_ROLE] for extra in extras]
-            reward_infos = [extra["reward_extra_info"] for extra in extras]
-            reward_infos, weights = batch_reward_infos(roles, reward_infos, real, self.reward_config)
+            reward_infos, weights = batch_reward_infos(roles, [extra["reward_extra_info"] for extra in extras], real, self.reward_config)
             if weights is not None:
                 metrics["coars/user/balance_weight_target"], metrics["coars/user/balance_weight_other"] = weights
             scores = role_scores(roles, reward_infos)
@@ -165,24 +191,29 @@ class CoarsPPOTrainer(PPOTrainerSync):
             roles = [ROLE_SINGLE] * len(extras)
             reward_infos = [extra.get("reward_extra_info", {}) for extra in extras]
             scores = data.batch["rm_scores"].float().sum(-1)
-        rm_scores = data.batch["rm_scores"]
-        data.batch["token_level_scores"] = rm_scores
+        data.batch["token_level_scores"] = data.batch["rm_scores"]
+        return roles, reward_infos, scores
+
+    def _verl_reward_terms(self, data, metrics: dict):
+        """verl's KL-in-reward and rollout correction, as its base trainer applies them; returns
+        ``(data, whether rollout correction ran)``."""
         if self.config.algorithm.use_kl_in_reward:
             data, kl_metrics = apply_kl_penalty(data, kl_ctrl=self.kl_ctrl_in_reward, kl_penalty=self.config.algorithm.kl_penalty)
             metrics.update(kl_metrics)
         else:
             data.batch["token_level_rewards"] = data.batch["token_level_scores"]
-
-        # 2. rollout correction, as verl's base trainer does it
         rollout_corr_config = self.config.algorithm.get("rollout_correction", None)
         bypass = rollout_corr_config and rollout_corr_config.get("bypass_mode", False)
         rollout_correction = rollout_corr_config is not None and "rollout_log_probs" in data.batch and not bypass
         if rollout_correction:
             data, is_metrics = compute_rollout_correction_and_add_to_batch(data, rollout_corr_config)
             metrics.update(is_metrics)
+        return data, rollout_correction
 
-        # 3. per-role outcome advantages; 4. where the teacher can change a sample's credit, the
-        #    teacher pass (teacher minus student log-probs of the sampled tokens) and the combination
+    def _advantages(self, batch, data, extras, roles, scores, real, dialogue: bool, histories, metrics: dict):
+        """Per-role outcome advantages, then, where the teacher can change a sample's credit, the
+        teacher pass and the self-distilled advantages; sets ``advantages`` and ``returns``.
+        Returns ``(delta, has_context)`` (None, None without self-distillation)."""
         estimator = core_algos.get_adv_estimator_fn(self.config.algorithm.adv_estimator)
         step = max(self.global_steps - 1, 0)
 
@@ -192,9 +223,7 @@ class CoarsPPOTrainer(PPOTrainerSync):
                              self_distill_delta=delta, global_step=step, self_distill=self.sd_config)
 
         advantages, returns = advantages_with(None)
-        delta = None
-        neighbors = dialogue and self.sd_config.mode != MODE_OFF and SOURCE_NEIGHBOR in self.sd_config.sources
-        histories = self._histories(batch) if neighbors else None
+        delta = has_context = None
         if self.sd_config.mode != MODE_OFF:
             needed, skipped = teacher_needed(self.sd_config, advantages, data.batch["response_mask"], step)
             wanted = [bool(n) and r for n, r in zip(needed.tolist(), real)]
@@ -208,8 +237,13 @@ class CoarsPPOTrainer(PPOTrainerSync):
                                                           histories)
             advantages, returns = advantages_with(delta)
         data.batch["advantages"], data.batch["returns"] = advantages, returns
+        return delta, has_context
 
+    def _log_and_remember(self, batch, data, extras, roles, scores, reward_infos, real, dialogue: bool, histories, delta, has_context,
+                          metrics: dict) -> None:
+        """Per-role and self-distillation metrics over the real samples; this step's dialogues into the memory."""
         keep = [i for i, r in enumerate(real) if r] or list(range(len(roles)))
+        advantages = data.batch["advantages"]
         mask = data.batch["response_mask"].float()
         mean_adv = ((advantages * mask).sum(-1) / mask.sum(-1).clamp(min=1)).tolist()
         kept_roles = [roles[i] for i in keep]
@@ -225,10 +259,9 @@ class CoarsPPOTrainer(PPOTrainerSync):
             dialogues = [extras[i] for i in keep if roles[i] == ROLE_RECOMMENDER]
             metrics["timing_s/coars_dialogue_core"] = sum(float(e.get(EXTRA_CORE_SECONDS, 0.0)) for e in dialogues)
             metrics["timing_s/coars_reward"] = sum(float(e["reward_extra_info"].get(REWARD_SECONDS_KEY, 0.0)) for e in dialogues)
-        metrics["timing_s/coars_advantage"] = time.perf_counter() - started - metrics.get("timing_s/coars_teacher", 0.0)
-        return self._write_back(batch, data, response_mask_nested, rollout_correction)
 
-    def _write_back(self, batch, data, response_mask_nested, rollout_correction: bool):
+    def _verl_write_back(self, batch, data, response_mask_nested, rollout_correction: bool):
+        """verl's write-back of the advantage step's fields (nested again, by sample key)."""
         fields = ["advantages", "returns", "token_level_rewards", "rm_scores"]
         if rollout_correction:
             fields.append("response_mask")
