@@ -74,6 +74,6 @@ def compute_coars_advantage(
     advantages, returns = role_group_outcome_advantage(scores, response_mask, list(zip(index, roles)), norm_by_std=norm_by_std, epsilon=epsilon)
     if self_distill_delta is not None:
         cfg = self_distill if self_distill is not None else self_distill_config(config)
-        advantages, _ = apply_self_distill(cfg, advantages, self_distill_delta, response_mask, global_step)
+        advantages = apply_self_distill(cfg, advantages, self_distill_delta, response_mask, global_step)
         returns = advantages.clone()
     return advantages, returns

@@ -9,7 +9,8 @@ Flow per batch::
 
     adv, _ = role_group_outcome_advantage(scores, response_mask, list(zip(uids, roles)))
     delta  = token_delta(teacher_log_probs, student_log_probs, response_mask, has_context)
-    adv_t, clip_hit = apply_self_distill(cfg, adv, delta, response_mask, step)
+    adv_t = apply_self_distill(cfg, adv, delta, response_mask, step)
+    clip_hit = clip_hit_mask(cfg, adv_t, delta, response_mask)      # for the metrics only
 """
 
 from __future__ import annotations
@@ -137,7 +138,7 @@ def combine_rlsd(
     response_mask: torch.Tensor,
     lam: float,
     eps_w: float,
-) -> tuple[torch.Tensor, torch.Tensor]:
+) -> torch.Tensor:
     """RLSD combination: the reward sets the direction, the teacher the per-token magnitude.
 
     ``w_t = clip(exp(sign(A) * delta_t), 1 - eps_w, 1 + eps_w)`` and
@@ -153,8 +154,8 @@ def combine_rlsd(
         eps_w: clip half-width in ``[0, 1)``.
 
     Returns:
-        ``(adv_t, clip_hit)``: ``(B, R)`` in ``adv.dtype``, 0 where the mask is 0; and ``(B, R)``
-        bool, True on valid tokens whose ``exp(sign(A) * delta_t)`` lay strictly outside the band.
+        ``adv_t``: ``(B, R)`` in ``adv.dtype``, 0 where the mask is 0. Which tokens hit the band:
+        :func:`clip_hit_mask`.
     """
     _check_same_shape(adv, delta, response_mask)
     if not 0.0 <= lam <= 1.0:
@@ -167,9 +168,7 @@ def combine_rlsd(
     lo, hi = 1.0 - eps_w, 1.0 + eps_w
     w = raw.clamp(lo, hi)
     adv_t = (adv + lam * adv * (w - 1.0)).to(adv.dtype)
-    adv_t = torch.where(valid, adv_t, torch.zeros_like(adv_t))
-    clip_hit = valid & ((raw < lo) | (raw > hi))
-    return adv_t, clip_hit
+    return torch.where(valid, adv_t, torch.zeros_like(adv_t))
 
 
 def combine_additive(
@@ -178,7 +177,7 @@ def combine_additive(
     response_mask: torch.Tensor,
     eta: float,
     clip_c: float,
-) -> tuple[torch.Tensor, torch.Tensor]:
+) -> torch.Tensor:
     """Additive combination: ``A_t = A + eta * clip(delta_t, -c, c)``.
 
     The sign of ``A_t`` may differ from ``A`` (the teacher can push against the reward).
@@ -191,8 +190,8 @@ def combine_additive(
         clip_c: clip bound ``c >= 0`` of ``delta``.
 
     Returns:
-        ``(adv_t, clip_hit)``: ``(B, R)`` in ``adv.dtype``, 0 where the mask is 0; and ``(B, R)``
-        bool, True on valid tokens with ``|delta_t| > c``.
+        ``adv_t``: ``(B, R)`` in ``adv.dtype``, 0 where the mask is 0. Which tokens hit the clip:
+        :func:`clip_hit_mask`.
     """
     _check_same_shape(adv, delta, response_mask)
     if not clip_c >= 0.0:
@@ -200,9 +199,7 @@ def combine_additive(
     valid = response_mask.bool()
     delta = torch.where(valid, delta.detach(), torch.zeros_like(delta))
     adv_t = (adv + eta * delta.clamp(-clip_c, clip_c)).to(adv.dtype)
-    adv_t = torch.where(valid, adv_t, torch.zeros_like(adv_t))
-    clip_hit = valid & (delta.abs() > clip_c)
-    return adv_t, clip_hit
+    return torch.where(valid, adv_t, torch.zeros_like(adv_t))
 
 
 def combine(
@@ -214,12 +211,12 @@ def combine(
     eps_w: float = 0.2,
     eta: float = 0.1,
     clip_c: float = 1.0,
-) -> tuple[torch.Tensor, torch.Tensor]:
+) -> torch.Tensor:
     """Dispatch on ``mode``: ``"rlsd"`` (:func:`combine_rlsd`, uses ``lam``, ``eps_w``),
     ``"additive"`` (:func:`combine_additive`, uses ``eta``, ``clip_c``) or ``"off"`` (a copy of
-    ``adv``, unchanged, with an all-False clip mask: plain per-role GRPO).
+    ``adv``, unchanged: plain per-role GRPO).
 
-    Shapes as in the two combiners: ``(B, R)`` in, ``((B, R) adv.dtype, (B, R) bool)`` out.
+    Shapes as in the two combiners: ``(B, R)`` in, ``(B, R)`` in ``adv.dtype`` out.
     """
     if mode == MODE_RLSD:
         return combine_rlsd(adv, delta, response_mask, lam=lam, eps_w=eps_w)
@@ -227,7 +224,7 @@ def combine(
         return combine_additive(adv, delta, response_mask, eta=eta, clip_c=clip_c)
     if mode == MODE_OFF:
         _check_same_shape(adv, delta, response_mask)
-        return adv.clone(), torch.zeros(adv.shape, dtype=torch.bool, device=adv.device)
+        return adv.clone()
     raise ValueError(f"unknown self-distillation mode {mode!r}; expected one of {MODES}")
 
 
@@ -380,10 +377,10 @@ def apply_self_distill(
     delta: torch.Tensor,
     response_mask: torch.Tensor,
     step: int,
-) -> tuple[torch.Tensor, torch.Tensor]:
+) -> torch.Tensor:
     """:func:`combine` with the switches of ``cfg`` and lambda at ``step``.
 
-    ``(B, R)`` float ``adv``/``delta`` and 0/1 ``response_mask`` in; ``((B, R) adv.dtype, (B, R) bool)`` out.
+    ``(B, R)`` float ``adv``/``delta`` and 0/1 ``response_mask`` in; ``(B, R)`` in ``adv.dtype`` out.
     """
     return combine(cfg.mode, adv, delta, response_mask, lam=cfg.lam_at(step), eps_w=cfg.eps_w,
                    eta=cfg.eta, clip_c=cfg.clip)
@@ -391,7 +388,7 @@ def apply_self_distill(
 
 # ---------------------------------------------------------------------------------- metrics
 def clip_hit_mask(cfg: SelfDistillConfig, advantages: torch.Tensor, delta: torch.Tensor, response_mask: torch.Tensor) -> torch.Tensor:
-    """``(B, R)`` bool: valid tokens whose teacher term hit its clip.
+    """``(B, R)`` bool: valid tokens whose teacher term hit its clip (the one home of that rule).
 
     rlsd: ``exp(sign(A) * delta)`` outside ``[1 - eps_w, 1 + eps_w]`` (``advantages`` may be the
     combined ones: rlsd keeps the sign of A); additive: ``|delta| > clip``; off: none.

@@ -8,6 +8,7 @@ import torch
 from coars_verl.algo.advantage import (
     SelfDistillConfig,
     apply_self_distill,
+    clip_hit_mask,
     combine,
     combine_additive,
     combine_rlsd,
@@ -79,7 +80,8 @@ def test_combine_rlsd_hand_computed():
     adv = torch.tensor([[1.0, 1.0, 1.0, 1.0, 1.0], [-2.0, -2.0, -2.0, -2.0, 0.0], [0.0, 0.0, 0.0, 0.0, 0.0]])
     delta = torch.tensor([[0.1, 0.5, -0.5, 0.0, 9.0]] * 3)
     mask = torch.tensor([[1, 1, 1, 1, 0], [1, 1, 1, 1, 0], [1, 1, 1, 1, 1]])
-    adv_t, hit = combine_rlsd(adv, delta, mask, lam=0.5, eps_w=0.2)
+    adv_t = combine_rlsd(adv, delta, mask, lam=0.5, eps_w=0.2)
+    hit = clip_hit_mask(SelfDistillConfig(mode="rlsd", eps_w=0.2), adv_t, delta, mask)
     e = math.exp(0.1)
     expected = torch.tensor([
         [0.5 + 0.5 * e, 1.1, 0.9, 1.0, 0.0],
@@ -94,8 +96,8 @@ def test_combine_rlsd_lambda_zero_and_one():
     adv = torch.full((1, 3), 2.0)
     delta = torch.tensor([[1.0, -1.0, 0.05]])
     mask = torch.ones(1, 3)
-    assert torch.equal(combine_rlsd(adv, delta, mask, lam=0.0, eps_w=0.2)[0], adv)
-    torch.testing.assert_close(combine_rlsd(adv, delta, mask, lam=1.0, eps_w=0.2)[0],
+    assert torch.equal(combine_rlsd(adv, delta, mask, lam=0.0, eps_w=0.2), adv)
+    torch.testing.assert_close(combine_rlsd(adv, delta, mask, lam=1.0, eps_w=0.2),
                                torch.tensor([[2.4, 1.6, 2.0 * math.exp(0.05)]]))
 
 
@@ -103,7 +105,8 @@ def test_combine_additive_hand_computed():
     adv = torch.tensor([[1.0, 1.0, 1.0, 1.0, 1.0], [0.0, 0.0, 0.0, 0.0, 0.0]])
     delta = torch.tensor([[0.1, 2.0, -3.0, 0.0, 5.0], [0.5, -0.5, 1.0, -1.0, 0.0]])
     mask = torch.tensor([[1, 1, 1, 1, 0], [1, 1, 1, 1, 1]])
-    adv_t, hit = combine_additive(adv, delta, mask, eta=0.1, clip_c=1.0)
+    adv_t = combine_additive(adv, delta, mask, eta=0.1, clip_c=1.0)
+    hit = clip_hit_mask(SelfDistillConfig(mode="additive", clip=1.0), adv_t, delta, mask)
     torch.testing.assert_close(adv_t, torch.tensor([[1.01, 1.1, 0.9, 1.0, 0.0], [0.05, -0.05, 0.1, -0.1, 0.0]]))
     assert hit.tolist() == [[False, True, True, False, False], [False] * 5]
 
@@ -112,12 +115,13 @@ def test_combine_dispatch_and_off():
     adv = torch.tensor([[0.3, -0.0, 0.0]])
     delta = torch.tensor([[5.0, 1.0, 0.0]])
     mask = torch.tensor([[1, 1, 0]])
-    out, hit = combine("off", adv, delta, mask)
-    assert torch.equal(out, adv) and out.data_ptr() != adv.data_ptr() and not hit.any()
-    assert torch.equal(combine("rlsd", adv, delta, mask, lam=0.3, eps_w=0.1)[0],
-                       combine_rlsd(adv, delta, mask, lam=0.3, eps_w=0.1)[0])
-    assert torch.equal(combine("additive", adv, delta, mask, eta=0.2, clip_c=2.0)[0],
-                       combine_additive(adv, delta, mask, eta=0.2, clip_c=2.0)[0])
+    out = combine("off", adv, delta, mask)
+    assert torch.equal(out, adv) and out.data_ptr() != adv.data_ptr()
+    assert not clip_hit_mask(SelfDistillConfig(mode="off"), out, delta, mask).any()
+    assert torch.equal(combine("rlsd", adv, delta, mask, lam=0.3, eps_w=0.1),
+                       combine_rlsd(adv, delta, mask, lam=0.3, eps_w=0.1))
+    assert torch.equal(combine("additive", adv, delta, mask, eta=0.2, clip_c=2.0),
+                       combine_additive(adv, delta, mask, eta=0.2, clip_c=2.0))
     with pytest.raises(ValueError, match="unknown self-distillation mode 'rlsdd'"):
         combine("rlsdd", adv, delta, mask)
 
@@ -177,9 +181,9 @@ def test_config_from_mapping():
 def test_apply_self_distill_uses_schedule():
     adv, delta, mask = torch.full((1, 2), 1.0), torch.tensor([[1.0, -1.0]]), torch.ones(1, 2)
     cfg = SelfDistillConfig(lam0=0.5, lambda_decay_steps=10)
-    torch.testing.assert_close(apply_self_distill(cfg, adv, delta, mask, step=5)[0], torch.tensor([[1.05, 0.95]]))
-    assert torch.equal(apply_self_distill(cfg, adv, delta, mask, step=10)[0], adv)
-    assert torch.equal(apply_self_distill(SelfDistillConfig(mode="off"), adv, delta, mask, step=0)[0], adv)
+    torch.testing.assert_close(apply_self_distill(cfg, adv, delta, mask, step=5), torch.tensor([[1.05, 0.95]]))
+    assert torch.equal(apply_self_distill(cfg, adv, delta, mask, step=10), adv)
+    assert torch.equal(apply_self_distill(SelfDistillConfig(mode="off"), adv, delta, mask, step=0), adv)
 
 
 # ----------------------------------------------------------------------------- metrics

@@ -7,6 +7,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from coars_verl.algo.advantage import (
+    SelfDistillConfig,
+    clip_hit_mask,
     combine,
     combine_additive,
     combine_rlsd,
@@ -51,7 +53,7 @@ def grouped_scores(draw):
 @given(batches(), st.floats(0, 1), st.floats(0, 0.99))
 def test_rlsd_keeps_the_sign_of_the_outcome_advantage(batch, lam, eps_w):
     adv, delta, mask = batch
-    adv_t, _ = combine_rlsd(adv, delta, mask, lam=lam, eps_w=eps_w)
+    adv_t = combine_rlsd(adv, delta, mask, lam=lam, eps_w=eps_w)
     valid = mask.bool()
     assert torch.equal(torch.sign(adv_t)[valid], torch.sign(adv)[valid])
     assert (adv_t[adv == 0] == 0).all()
@@ -65,9 +67,9 @@ def test_rlsd_keeps_the_sign_of_the_outcome_advantage(batch, lam, eps_w):
 def test_zero_delta_gives_back_the_outcome_advantage(batch, lam, eps_w, eta, clip_c):
     adv, _, mask = batch
     zero = torch.zeros_like(adv)
-    assert torch.equal(combine_rlsd(adv, zero, mask, lam=lam, eps_w=eps_w)[0], adv)
-    assert torch.equal(combine_additive(adv, zero, mask, eta=eta, clip_c=clip_c)[0], adv)
-    assert not combine_rlsd(adv, zero, mask, lam=lam, eps_w=eps_w)[1].any()
+    assert torch.equal(combine_rlsd(adv, zero, mask, lam=lam, eps_w=eps_w), adv)
+    assert torch.equal(combine_additive(adv, zero, mask, eta=eta, clip_c=clip_c), adv)
+    assert not clip_hit_mask(SelfDistillConfig(mode="rlsd", eps_w=eps_w), adv, zero, mask).any()
 
 
 @SETTINGS
@@ -75,7 +77,8 @@ def test_zero_delta_gives_back_the_outcome_advantage(batch, lam, eps_w, eta, cli
 def test_masked_positions_stay_zero(batch, mode, lam, eps_w):
     adv, delta, mask = batch
     delta = torch.where(mask.bool(), delta, torch.full_like(delta, float("nan")))  # garbage where masked
-    adv_t, hit = combine(mode, adv, delta, mask, lam=lam, eps_w=eps_w, eta=0.5, clip_c=1.0)
+    adv_t = combine(mode, adv, delta, mask, lam=lam, eps_w=eps_w, eta=0.5, clip_c=1.0)
+    hit = clip_hit_mask(SelfDistillConfig(mode=mode, eps_w=eps_w, clip=1.0), adv_t, delta, mask)
     assert (adv_t[~mask.bool()] == 0).all()
     assert not hit[~mask.bool()].any()
     assert torch.isfinite(adv_t).all()
@@ -85,9 +88,8 @@ def test_masked_positions_stay_zero(batch, mode, lam, eps_w):
 @given(batches(), st.floats(-2, 2), st.floats(0, 5))
 def test_additive_moves_each_token_by_at_most_eta_c(batch, eta, clip_c):
     adv, delta, mask = batch
-    adv_t, hit = combine_additive(adv, delta, mask, eta=eta, clip_c=clip_c)
+    adv_t = combine_additive(adv, delta, mask, eta=eta, clip_c=clip_c)
     assert ((adv_t - adv).abs() <= abs(eta) * clip_c * (1 + 1e-5) + 1e-3).all()
-    assert torch.equal(hit, mask.bool() & (delta.abs() > clip_c))
 
 
 @SETTINGS
@@ -96,8 +98,7 @@ def test_off_equals_per_role_grpo_exactly(data, norm):
     scores, mask, uids, roles = data
     adv, _ = role_group_outcome_advantage(scores, mask, list(zip(uids, roles)), norm_by_std=norm)
     delta = torch.randn(mask.shape)
-    out, hit = combine("off", adv, delta, mask)
-    assert torch.equal(out, adv) and not hit.any()
+    assert torch.equal(combine("off", adv, delta, mask), adv)
 
 
 @SETTINGS

@@ -66,9 +66,9 @@ def test_advantages_are_identical_with_and_without_the_skip(groups, mode, step, 
     adv, mask = _batch(groups)
     delta = torch.randn(adv.shape, generator=torch.Generator().manual_seed(seed)) * mask
     cfg = SelfDistillConfig(mode=mode, lambda_decay_steps=100)
-    full, _ = apply_self_distill(cfg, adv, delta, mask, step)
+    full = apply_self_distill(cfg, adv, delta, mask, step)
     needed, _ = teacher_needed(cfg, adv, mask, step)
-    skipped, _ = apply_self_distill(cfg, adv, delta * needed.unsqueeze(-1), mask, step)
+    skipped = apply_self_distill(cfg, adv, delta * needed.unsqueeze(-1), mask, step)
     assert torch.equal(full, skipped)
 
 
