@@ -306,195 +306,100 @@ def _split_sizes(n: int, ratios: tuple[float, float, float]) -> tuple[int, int, 
     return n - n_valid - n_test, n_valid, n_test
 
 
+_STREAM_NAMES = ("split", "candidates/train", "candidates/valid", "candidates/test", "user_sim/valid", "user_sim/test", "spare")
+"""Named random streams, children of ``SeedSequence(seed)`` in this order (the order fixes every draw)."""
+
+
+def random_streams(seed: int) -> dict[str, np.random.Generator]:
+    """One generator per named step (:data:`_STREAM_NAMES`), so that a step draws the same numbers
+    whatever the others do."""
+    children = np.random.SeedSequence(seed).spawn(len(_STREAM_NAMES))
+    return {name: np.random.default_rng(child) for name, child in zip(_STREAM_NAMES, children)}
+
+
+@dataclass
+class _Interactions:
+    """The interactions between two steps of :func:`prepare`, as parallel arrays."""
+
+    user: np.ndarray
+    item: np.ndarray
+    timestamp: np.ndarray
+    tiebreak: np.ndarray
+    in_sequence: np.ndarray
+
+    def select(self, keep: np.ndarray) -> "_Interactions":
+        return _Interactions(self.user[keep], self.item[keep], self.timestamp[keep], self.tiebreak[keep], self.in_sequence[keep])
+
+
+@dataclass
+class _Sequences:
+    """Each user's sequence interactions in time order: items ``item[start[u] : start[u] + length[u]]``."""
+
+    user: np.ndarray
+    item: np.ndarray
+    length: np.ndarray
+    start: np.ndarray
+
+
 def prepare(data: LoadedDataset, config: ProtocolConfig = ProtocolConfig(), quiet: bool = False) -> Prepared:
+    """The protocol (coars-method.md sections 2, 5, 6) as named steps, each counting what it drops."""
     cfg = config
     drops = DropCounter()
     drops.merge(data.drops)
     info: dict[str, Any] = dict(data.info)
     steps = progress(total=6, desc=f"prepare {data.name}", quiet=quiet)
+    streams = random_streams(cfg.seed)
 
-    # 1. titles and unknown items
-    items = data.items
-    has_title = items["title"].map(lambda t: bool(t)).to_numpy(dtype=bool)
-    titled = items.loc[has_title]
-    drops.add("items_without_title", int((~has_title).sum()))
-    inter = data.interactions
-    known = inter["item_id"].isin(items["item_id"]).to_numpy()
-    drops.add("interactions_unknown_item", int((~known).sum()))
-    ok = inter["item_id"].isin(titled["item_id"]).to_numpy()
-    drops.add("interactions_item_without_title", int((known & ~ok).sum()))
-    inter = inter.loc[ok]
-
-    # 2. duplicates: keep the earliest occurrence of each (user, item)
+    titled, inter = _keep_titled_items(data, drops)
     item_codes_all = pd.Index(titled["item_id"].to_numpy(dtype=object))
-    u_codes, u_uniques = pd.factorize(inter["user_id"], sort=False)
-    i_codes = item_codes_all.get_indexer(inter["item_id"])
-    ts = inter["timestamp"].to_numpy()
-    tb = inter["tiebreak"].to_numpy()
-    in_seq = inter["in_sequence"].to_numpy()
-    titled_order = natural_order(item_codes_all.to_numpy())
-    item_rank = np.empty(len(titled_order), dtype=np.int64)
-    item_rank[titled_order] = np.arange(len(titled_order))
-    order = np.lexsort((item_rank[i_codes], tb, ts, u_codes))
-    pair = u_codes.astype(np.int64)[order] * len(item_codes_all) + i_codes[order]
-    first = ~pd.Series(pair).duplicated(keep="first").to_numpy()
-    drops.add("duplicate_interactions", int((~first).sum()))
-    sel = order[first]
-    u_codes, i_codes, in_seq = u_codes[sel], i_codes[sel], in_seq[sel]
-    ts, tb = ts[sel], tb[sel]
+    rows, user_uniques = _remove_duplicates(inter, item_codes_all, drops)
     steps.update()
-
-    # 3. k-core
     if cfg.core > 0:
-        keep = np.ones(len(u_codes), dtype=bool)
-        while True:
-            uc = np.bincount(u_codes[keep], minlength=len(u_uniques))
-            ic = np.bincount(i_codes[keep], minlength=len(item_codes_all))
-            new_keep = keep & (uc[u_codes] >= cfg.core) & (ic[i_codes] >= cfg.core)
-            if new_keep.sum() == keep.sum():
-                break
-            keep = new_keep
-        drops.add("interactions_removed_by_k_core", int((~keep).sum()))
-        u_codes, i_codes, in_seq, ts, tb = u_codes[keep], i_codes[keep], in_seq[keep], ts[keep], tb[keep]
+        rows = _filter_k_core(rows, len(user_uniques), len(item_codes_all), cfg.core, drops)
     steps.update()
 
-    # 4. item universe, canonical (natural) order, unique titles
-    used_items = np.unique(i_codes)
-    ids_used = item_codes_all.to_numpy()[used_items]
-    nat = natural_order(ids_used)
-    used_items = used_items[nat]
-    item_ids = ids_used[nat]
-    n_items = len(item_ids)
-    remap_item = np.full(len(item_codes_all), -1, dtype=np.int64)
-    remap_item[used_items] = np.arange(n_items)
-    i_idx = remap_item[i_codes]
+    used_items, item_ids, remap_item = _natural_remap(rows.item, item_codes_all.to_numpy())
     raw_titles = titled["title"].to_numpy(dtype=object)[used_items]
     hints = titled["hint"].to_numpy(dtype=object)[used_items]
     titles_l, n_renamed = disambiguate_titles(item_ids.tolist(), raw_titles.tolist(), hints.tolist())
     titles = np.array(titles_l, dtype=object)
     info["titles_disambiguated"] = int(n_renamed)
-    info["titled_items_without_remaining_interactions"] = int(len(titled) - n_items)
-
-    used_users = np.unique(u_codes)
-    uids_used = np.asarray(u_uniques, dtype=object)[used_users]
-    unat = natural_order(uids_used)
-    used_users = used_users[unat]
-    user_ids = uids_used[unat]
-    n_users = len(user_ids)
-    remap_user = np.full(len(u_uniques), -1, dtype=np.int64)
-    remap_user[used_users] = np.arange(n_users)
-    u_idx = remap_user[u_codes]
+    info["titled_items_without_remaining_interactions"] = int(len(titled) - len(item_ids))
+    _, user_ids, remap_user = _natural_remap(rows.user, np.asarray(user_uniques, dtype=object))
+    n_users, n_items = len(user_ids), len(item_ids)
+    u_idx, i_idx = remap_user[rows.user], remap_item[rows.item]
     drops.add("users_without_usable_interactions", int(data.interactions["user_id"].nunique() - n_users))
     interacted = InteractionSet(u_idx, i_idx, n_users, n_items)
     degree = np.bincount(u_idx, minlength=n_users)
     item_interactions = np.bincount(i_idx, minlength=n_items)
     steps.update()
 
-    # 5. sequences
-    s = in_seq
-    full = np.lexsort((i_idx[s], tb[s], ts[s], u_idx[s]))  # i_idx follows the natural item order
-    seq_user = u_idx[s][full]
-    seq_item = i_idx[s][full]
-    seq_len = np.bincount(seq_user, minlength=n_users)
-    seq_start = np.concatenate([[0], np.cumsum(seq_len)[:-1]]).astype(np.int64)
-
-    # 6. eligible users and split
-    long_enough = seq_len >= cfg.min_history + 1
-    enough_neg = (n_items - degree) >= max(cfg.num_candidates - 1, 0)
-    drops.add("users_too_short_for_a_sample", int((~long_enough).sum()))
-    drops.add("users_without_enough_negatives", int((long_enough & ~enough_neg).sum()))
-    eligible = np.flatnonzero(long_enough & enough_neg)
-    seeds = np.random.SeedSequence(cfg.seed).spawn(7)
-    rng_split = np.random.default_rng(seeds[0])
-    perm = rng_split.permutation(eligible.size)
-    n_tr, n_va, n_te = _split_sizes(eligible.size, cfg.split_ratios)
-    split_users = {
-        "train": np.sort(eligible[perm[:n_tr]]),
-        "valid": np.sort(eligible[perm[n_tr : n_tr + n_va]]),
-        "test": np.sort(eligible[perm[n_tr + n_va :]]),
-    }
+    seq = _sequences(u_idx, i_idx, rows, n_users)
+    eligible, split_users = _split_users(seq, degree, n_items, cfg, streams["split"], drops)
     steps.update()
 
-    # 7-8. windows and candidates
     train_item_counts = np.bincount(i_idx[np.isin(u_idx, split_users["train"])], minlength=n_items)
     # add-one smoothing: every never-interacted item stays drawable (the eligibility rule above
     # counts them all), popular items are drawn about in proportion to their popularity
     weights = train_item_counts + 1.0 if cfg.negatives == "popularity" else None
-    splits: dict[str, SplitSamples] = {}
-    for si, name in enumerate(SPLITS):
-        users = split_users[name]
-        cap = cfg.max_train_samples_per_user if name == "train" else cfg.max_eval_samples_per_user
-        L = seq_len[users]
-        n_win = L - cfg.min_history
-        keep = np.minimum(n_win, cap) if cap > 0 else n_win
-        total = int(keep.sum())
-        win_user = np.repeat(users, keep)
-        group_start = np.repeat(np.cumsum(keep) - keep, keep)
-        j = np.arange(total) - group_start
-        t_local = np.repeat(L - keep, keep) + j
-        base = seq_start[win_user]
-        target = seq_item[base + t_local]
-        h_len = np.minimum(t_local, cfg.max_history)
-        h_off = np.concatenate([[0], np.cumsum(h_len)]).astype(np.int64)
-        h_pos = np.repeat(base + t_local - h_len, h_len) + (np.arange(int(h_len.sum())) - np.repeat(h_off[:-1], h_len))
-        hist_items = seq_item[h_pos]
-        rng_c = np.random.default_rng(seeds[1 + si])
-        negs = sample_negatives(rng_c, win_user, cfg.num_candidates - 1, interacted, weights=weights)
-        cands = np.concatenate([target[:, None], negs], axis=1)
-        perm_c = _row_permutation(rng_c, total, cfg.num_candidates)
-        cands = np.take_along_axis(cands, perm_c, axis=1)
-        splits[name] = SplitSamples(win_user, target, h_off, hist_items, cands)
+    splits = {name: _windows(seq, split_users[name], cfg, interacted, weights, streams[f"candidates/{name}"], name == "train")
+              for name in SPLITS}
     info["popularity_check"] = popularity_check(splits, train_item_counts)
     steps.update()
 
-    # 9. user-simulation sets for valid and test users
-    user_sim: dict[str, UserSimSet] = {}
-    for si, name in enumerate(("valid", "test")):
-        users = split_users[name]
-        L = seq_len[users]
-        base = seq_start[users]
-        n_pos = np.minimum(cfg.sim_positives, L - cfg.min_history)
-        cut = L - n_pos
-        h_len = np.minimum(cut, cfg.max_history)
-        h_off = np.concatenate([[0], np.cumsum(h_len)]).astype(np.int64)
-        h_pos = np.repeat(base + cut - h_len, h_len) + (np.arange(int(h_len.sum())) - np.repeat(h_off[:-1], h_len))
-        p_off = np.concatenate([[0], np.cumsum(n_pos)]).astype(np.int64)
-        p_pos = np.repeat(base + cut, n_pos) + (np.arange(int(n_pos.sum())) - np.repeat(p_off[:-1], n_pos))
-        pos_items = seq_item[p_pos]
-        want = np.floor(n_pos * cfg.sim_negative_ratio + 0.5).astype(np.int64)
-        avail = n_items - degree[users]
-        n_neg = np.minimum(want, avail)
-        drops.add(f"user_sim_{name}_negatives_short", int((want - n_neg).sum()))
-        rng_s = np.random.default_rng(seeds[4 + si])
-        kmax = int(n_neg.max()) if users.size else 0
-        # Users sampled at the common width kmax would need kmax free items; sample per width.
-        neg_mat = np.full((users.size, kmax), -1, dtype=np.int64)
-        for w in np.unique(n_neg):
-            rows = np.flatnonzero(n_neg == w)
-            if w > 0:
-                neg_mat[rows, :w] = sample_negatives(rng_s, users[rows], int(w), interacted)
-        n_off = np.concatenate([[0], np.cumsum(n_neg)]).astype(np.int64)
-        neg_items = neg_mat[np.arange(kmax)[None, :] < n_neg[:, None]]
-        # judge list: positives and negatives of a user, shuffled together
-        rows = np.concatenate([np.repeat(np.arange(users.size), n_pos), np.repeat(np.arange(users.size), n_neg)])
-        j_items = np.concatenate([pos_items, neg_items])
-        j_labels = np.concatenate([np.ones(len(pos_items), dtype=bool), np.zeros(len(neg_items), dtype=bool)])
-        jo = np.lexsort((rng_s.random(j_items.size), rows))
-        j_off = np.concatenate([[0], np.cumsum(n_pos + n_neg)]).astype(np.int64)
-        user_sim[name] = UserSimSet(
-            users, h_off, seq_item[h_pos], p_off, pos_items, n_off, neg_items, j_off, j_items[jo], j_labels[jo]
-        )
+    user_sim = {name: _user_sim_set(seq, split_users[name], cfg, interacted, degree, n_items, streams[f"user_sim/{name}"], name, drops)
+                for name in ("valid", "test")}
     steps.update()
     steps.close()
 
     train_mask = np.zeros(n_users, dtype=bool)
     train_mask[split_users["train"]] = True
-    item_train = np.bincount(seq_item[train_mask[seq_user]], minlength=n_items)
+    item_train = np.bincount(seq.item[train_mask[seq.user]], minlength=n_items)
     clean_stats = {
         "users": int(n_users),
         "items": int(n_items),
         "interactions": int(len(u_idx)),
-        "sequence_interactions": int(s.sum()),
+        "sequence_interactions": int(rows.in_sequence.sum()),
         "users_with_samples": int(eligible.size),
     }
     return Prepared(
@@ -517,3 +422,147 @@ def prepare(data: LoadedDataset, config: ProtocolConfig = ProtocolConfig(), quie
         files=list(data.files),
         title_normalizer=data.title_normalizer,
     )
+
+
+def _keep_titled_items(data: LoadedDataset, drops: DropCounter) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Items with a title, and the interactions with them (unknown and untitled items counted)."""
+    items = data.items
+    has_title = items["title"].map(lambda t: bool(t)).to_numpy(dtype=bool)
+    titled = items.loc[has_title]
+    drops.add("items_without_title", int((~has_title).sum()))
+    inter = data.interactions
+    known = inter["item_id"].isin(items["item_id"]).to_numpy()
+    drops.add("interactions_unknown_item", int((~known).sum()))
+    ok = inter["item_id"].isin(titled["item_id"]).to_numpy()
+    drops.add("interactions_item_without_title", int((known & ~ok).sum()))
+    return titled, inter.loc[ok]
+
+
+def _remove_duplicates(inter: pd.DataFrame, item_codes: pd.Index, drops: DropCounter) -> tuple[_Interactions, Any]:
+    """Each (user, item) once, its earliest occurrence (ties: tiebreak, then the natural item order);
+    returns the rows in (user code, time) order and the user codes' ids."""
+    u_codes, u_uniques = pd.factorize(inter["user_id"], sort=False)
+    i_codes = item_codes.get_indexer(inter["item_id"])
+    ts, tb = inter["timestamp"].to_numpy(), inter["tiebreak"].to_numpy()
+    titled_order = natural_order(item_codes.to_numpy())
+    item_rank = np.empty(len(titled_order), dtype=np.int64)
+    item_rank[titled_order] = np.arange(len(titled_order))
+    order = np.lexsort((item_rank[i_codes], tb, ts, u_codes))
+    pair = u_codes.astype(np.int64)[order] * len(item_codes) + i_codes[order]
+    first = ~pd.Series(pair).duplicated(keep="first").to_numpy()
+    drops.add("duplicate_interactions", int((~first).sum()))
+    rows = _Interactions(u_codes, i_codes, ts, tb, inter["in_sequence"].to_numpy())
+    return rows.select(order[first]), u_uniques
+
+
+def _filter_k_core(rows: _Interactions, n_users: int, n_items: int, core: int, drops: DropCounter) -> _Interactions:
+    """Repeatedly drop interactions of users or items with fewer than ``core`` of them."""
+    keep = np.ones(len(rows.user), dtype=bool)
+    while True:
+        uc = np.bincount(rows.user[keep], minlength=n_users)
+        ic = np.bincount(rows.item[keep], minlength=n_items)
+        new_keep = keep & (uc[rows.user] >= core) & (ic[rows.item] >= core)
+        if new_keep.sum() == keep.sum():
+            break
+        keep = new_keep
+    drops.add("interactions_removed_by_k_core", int((~keep).sum()))
+    return rows.select(keep)
+
+
+def _natural_remap(codes: np.ndarray, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The codes still used, in the natural order of their ids: ``(used codes, their ids, code -> new
+    index, -1 for codes no longer used)``. The one remapping of items and of users."""
+    used = np.unique(codes)
+    ids_used = ids[used]
+    natural = natural_order(ids_used)
+    used = used[natural]
+    remap = np.full(len(ids), -1, dtype=np.int64)
+    remap[used] = np.arange(len(used))
+    return used, ids_used[natural], remap
+
+
+def _sequences(u_idx: np.ndarray, i_idx: np.ndarray, rows: _Interactions, n_users: int) -> _Sequences:
+    s = rows.in_sequence
+    full = np.lexsort((i_idx[s], rows.tiebreak[s], rows.timestamp[s], u_idx[s]))  # i_idx follows the natural item order
+    seq_user, seq_item = u_idx[s][full], i_idx[s][full]
+    length = np.bincount(seq_user, minlength=n_users)
+    return _Sequences(seq_user, seq_item, length, np.concatenate([[0], np.cumsum(length)[:-1]]).astype(np.int64))
+
+
+def _split_users(seq: _Sequences, degree: np.ndarray, n_items: int, cfg: ProtocolConfig, rng: np.random.Generator,
+                 drops: DropCounter) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Users with a sample (long enough, enough never-interacted items), split at random by the ratios."""
+    long_enough = seq.length >= cfg.min_history + 1
+    enough_neg = (n_items - degree) >= max(cfg.num_candidates - 1, 0)
+    drops.add("users_too_short_for_a_sample", int((~long_enough).sum()))
+    drops.add("users_without_enough_negatives", int((long_enough & ~enough_neg).sum()))
+    eligible = np.flatnonzero(long_enough & enough_neg)
+    perm = rng.permutation(eligible.size)
+    n_tr, n_va, _ = _split_sizes(eligible.size, cfg.split_ratios)
+    return eligible, {
+        "train": np.sort(eligible[perm[:n_tr]]),
+        "valid": np.sort(eligible[perm[n_tr : n_tr + n_va]]),
+        "test": np.sort(eligible[perm[n_tr + n_va :]]),
+    }
+
+
+def _history_positions(base: np.ndarray, end: np.ndarray, max_history: int) -> tuple[np.ndarray, np.ndarray]:
+    """For rows whose history is the ``max_history`` sequence items before position ``end`` (relative
+    to ``base``): ``(offsets (n + 1,), flat positions into the sequence arrays)``. The one place of
+    the window arithmetic, for samples and user-simulation sets."""
+    h_len = np.minimum(end, max_history)
+    h_off = np.concatenate([[0], np.cumsum(h_len)]).astype(np.int64)
+    h_pos = np.repeat(base + end - h_len, h_len) + (np.arange(int(h_len.sum())) - np.repeat(h_off[:-1], h_len))
+    return h_off, h_pos
+
+
+def _windows(seq: _Sequences, users: np.ndarray, cfg: ProtocolConfig, interacted: "InteractionSet", weights: np.ndarray | None,
+             rng: np.random.Generator, train: bool) -> "SplitSamples":
+    """Every window of the users (their most recent ones, capped per user): history, target and
+    candidates (the target and sampled never-interacted items, shuffled)."""
+    cap = cfg.max_train_samples_per_user if train else cfg.max_eval_samples_per_user
+    n_win = seq.length[users] - cfg.min_history
+    keep = np.minimum(n_win, cap) if cap > 0 else n_win
+    total = int(keep.sum())
+    win_user = np.repeat(users, keep)
+    group_start = np.repeat(np.cumsum(keep) - keep, keep)
+    t_local = np.repeat(seq.length[users] - keep, keep) + (np.arange(total) - group_start)
+    base = seq.start[win_user]
+    target = seq.item[base + t_local]
+    h_off, h_pos = _history_positions(base, t_local, cfg.max_history)
+    negs = sample_negatives(rng, win_user, cfg.num_candidates - 1, interacted, weights=weights)
+    cands = np.concatenate([target[:, None], negs], axis=1)
+    cands = np.take_along_axis(cands, _row_permutation(rng, total, cfg.num_candidates), axis=1)
+    return SplitSamples(win_user, target, h_off, seq.item[h_pos], cands)
+
+
+def _user_sim_set(seq: _Sequences, users: np.ndarray, cfg: ProtocolConfig, interacted: "InteractionSet", degree: np.ndarray,
+                  n_items: int, rng: np.random.Generator, name: str, drops: DropCounter) -> "UserSimSet":
+    """Per user: the history before its last ``sim_positives`` items, those items (positives) and
+    never-interacted negatives, judged in one shuffled list."""
+    length, base = seq.length[users], seq.start[users]
+    n_pos = np.minimum(cfg.sim_positives, length - cfg.min_history)
+    cut = length - n_pos
+    h_off, h_pos = _history_positions(base, cut, cfg.max_history)
+    p_off = np.concatenate([[0], np.cumsum(n_pos)]).astype(np.int64)
+    p_pos = np.repeat(base + cut, n_pos) + (np.arange(int(n_pos.sum())) - np.repeat(p_off[:-1], n_pos))
+    pos_items = seq.item[p_pos]
+    want = np.floor(n_pos * cfg.sim_negative_ratio + 0.5).astype(np.int64)
+    n_neg = np.minimum(want, n_items - degree[users])
+    drops.add(f"user_sim_{name}_negatives_short", int((want - n_neg).sum()))
+    kmax = int(n_neg.max()) if users.size else 0
+    # Users sampled at the common width kmax would need kmax free items; sample per width.
+    neg_mat = np.full((users.size, kmax), -1, dtype=np.int64)
+    for w in np.unique(n_neg):
+        rows = np.flatnonzero(n_neg == w)
+        if w > 0:
+            neg_mat[rows, :w] = sample_negatives(rng, users[rows], int(w), interacted)
+    n_off = np.concatenate([[0], np.cumsum(n_neg)]).astype(np.int64)
+    neg_items = neg_mat[np.arange(kmax)[None, :] < n_neg[:, None]]
+    # judge list: positives and negatives of a user, shuffled together
+    rows = np.concatenate([np.repeat(np.arange(users.size), n_pos), np.repeat(np.arange(users.size), n_neg)])
+    j_items = np.concatenate([pos_items, neg_items])
+    j_labels = np.concatenate([np.ones(len(pos_items), dtype=bool), np.zeros(len(neg_items), dtype=bool)])
+    jo = np.lexsort((rng.random(j_items.size), rows))
+    j_off = np.concatenate([[0], np.cumsum(n_pos + n_neg)]).astype(np.int64)
+    return UserSimSet(users, h_off, seq.item[h_pos], p_off, pos_items, n_off, neg_items, j_off, j_items[jo], j_labels[jo])
