@@ -108,7 +108,7 @@ def _container(config: Any, path: str) -> dict:
 
 def setting_problems(config: Any) -> list[str]:
     """Unknown keys and invalid values under ``coars`` and ``algorithm.coars``, with each component's own message."""
-    from coars_verl.algo.advantage import SelfDistillConfig
+    from coars_verl.distill.config import SelfDistillConfig
     from coars_verl.dialogue.state import DialogueConfig
     from coars_verl.rewards.interaction import RewardConfig
 
@@ -171,7 +171,7 @@ def composition_problems(config: Any) -> list[str]:
 
 def _single_turn_source_problems(config: Any) -> list[str]:
     """With verl's own agent loops only the sibling and target sources have anything to say."""
-    from coars_verl.algo.advantage import MODE_OFF, SelfDistillConfig
+    from coars_verl.distill.config import MODE_OFF, SelfDistillConfig
     from coars_verl.distill.contexts import SOURCE_SIBLING, SOURCE_TARGET
 
     try:

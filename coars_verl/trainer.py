@@ -44,7 +44,8 @@ from verl.trainer.ppo.v1.trainer_sync import PPOTrainerSync
 from verl.utils.tensordict_utils import list_of_dict_to_tensordict
 from verl.workers.utils.padding import response_from_nested, response_to_nested
 
-from coars_verl.algo.advantage import MODE_OFF, MODE_RLSD, TEACHER_REFERENCE, clip_hit_mask, delta_stats, teacher_needed
+from coars_verl.algo.advantage import clip_hit_mask, delta_stats, teacher_needed
+from coars_verl.distill.config import MODE_OFF, MODE_RLSD, TEACHER_REFERENCE
 from coars_verl.algo.role_batch import batch_reward_infos, role_scores, scores_on_last_token, self_distill_delta
 from coars_verl.algo.role_metrics import role_advantage_gap, role_metrics
 from coars_verl.composition import check_composition

@@ -7,7 +7,7 @@ rejected by the reward config; each test here states the shared rule on all thre
 import pytest
 from omegaconf import OmegaConf
 
-from coars_verl.algo.advantage import SelfDistillConfig
+from coars_verl.distill.config import SelfDistillConfig
 from coars_verl.dialogue.state import DialogueConfig
 from coars_verl.rewards.interaction import RewardConfig
 

@@ -2,7 +2,7 @@
 
 Every config dataclass (:class:`~coars_verl.dialogue.state.DialogueConfig`,
 :class:`~coars_verl.rewards.interaction.RewardConfig`,
-:class:`~coars_verl.algo.advantage.SelfDistillConfig`) is read by :func:`read_section`, so a key
+:class:`~coars_verl.distill.config.SelfDistillConfig`) is read by :func:`read_section`, so a key
 means the same everywhere: unknown keys are an error naming the section, and each value must
 already have its field's type (YAML and Hydra's command line parse numbers and booleans, so a
 quoted ``"0.5"`` is a mistake in the recipe, not something to guess at). The rules, from the

@@ -6,17 +6,16 @@ import pytest
 import torch
 
 from coars_verl.algo.advantage import (
-    SelfDistillConfig,
     apply_self_distill,
     clip_hit_mask,
     combine,
     combine_additive,
     combine_rlsd,
     delta_stats,
-    lambda_schedule,
     role_group_outcome_advantage,
     token_delta,
 )
+from coars_verl.distill.config import SelfDistillConfig, lambda_schedule
 
 REC, USER = "recommender", "user"
 

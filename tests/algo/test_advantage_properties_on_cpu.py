@@ -7,15 +7,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from coars_verl.algo.advantage import (
-    SelfDistillConfig,
     clip_hit_mask,
     combine,
     combine_additive,
     combine_rlsd,
-    lambda_schedule,
     role_group_outcome_advantage,
     token_delta,
 )
+from coars_verl.distill.config import SelfDistillConfig, lambda_schedule
 
 ROLES = ("recommender", "user")
 FLOATS = st.floats(-1e3, 1e3, width=32, allow_subnormal=False)

@@ -13,11 +13,11 @@ from hypothesis import strategies as st
 from coars_verl.algo.advantage import (
     SKIP_NO_TEACHER_WEIGHT,
     SKIP_ZERO_ADVANTAGE,
-    SelfDistillConfig,
     apply_self_distill,
     role_group_outcome_advantage,
     teacher_needed,
 )
+from coars_verl.distill.config import SelfDistillConfig
 
 WIDTH = 6
 

@@ -3,7 +3,7 @@ render check, and padding samples left out."""
 
 import json
 
-from coars_verl.algo.advantage import SelfDistillConfig
+from coars_verl.distill.config import SelfDistillConfig
 from coars_verl.distill.batch_contexts import batch_teacher_prompts, role_groups
 from coars_verl.distill.contexts import build_teacher_context
 

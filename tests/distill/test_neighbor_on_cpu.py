@@ -6,7 +6,7 @@ that depends on insertion, a memory restored without histories).
 """
 
 
-from coars_verl.algo.advantage import SelfDistillConfig
+from coars_verl.distill.config import SelfDistillConfig
 from coars_verl.constants import ROLE_RECOMMENDER, ROLE_USER
 from coars_verl.distill.batch_contexts import batch_teacher_prompts
 from coars_verl.distill.contexts import SOURCE_NEIGHBOR, SOURCES, build_teacher_context, neighbor_context

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from coars_verl.algo.advantage import SelfDistillConfig
+from coars_verl.distill.config import SelfDistillConfig
 from coars_verl.distill.batch_contexts import single_turn_teacher_prompts
 from coars_verl.distill.single_turn import best_scored_sibling, single_turn_context
 

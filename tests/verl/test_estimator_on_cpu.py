@@ -5,7 +5,8 @@ import torch
 from omegaconf import OmegaConf
 from verl.trainer.ppo.core_algos import compute_grpo_outcome_advantage, get_adv_estimator_fn
 
-from coars_verl.algo.advantage import SelfDistillConfig, clip_hit_mask
+from coars_verl.algo.advantage import clip_hit_mask
+from coars_verl.distill.config import SelfDistillConfig
 from coars_verl.constants import ADV_ESTIMATOR_NAME
 
 UIDS = ["a", "a", "a", "a", "b", "b", "b", "b"]

@@ -1,0 +1,131 @@
+"""The settings of self-distilled credit assignment (``algorithm.coars.self_distill.*``; pure, no torch, no verl).
+
+Read by the estimator, the trainer and the driver check; the advantage math
+(:mod:`coars_verl.algo.advantage`) takes them as plain arguments.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+from typing import Any, Mapping, Optional
+
+from coars_verl.distill.contexts import DEFAULT_MAX_CHARS, DEFAULT_SOURCES, SOURCES
+from coars_verl.distill.teacher_prompt import CONTEXT_POSITIONS
+from coars_verl.utils.config_reader import read_section
+
+MODE_RLSD = "rlsd"
+MODE_ADDITIVE = "additive"
+MODE_OFF = "off"
+MODES = (MODE_RLSD, MODE_ADDITIVE, MODE_OFF)
+
+TEACHER_POLICY = "policy"
+TEACHER_REFERENCE = "reference"
+TEACHERS = (TEACHER_POLICY, TEACHER_REFERENCE)
+
+
+def lambda_schedule(step: int, lam0: float = 0.5, decay_steps: int = 100) -> float:
+    """``lambda(step) = lam0 * clamp(1 - step / decay_steps, 0, 1)``: linear decay to 0.
+
+    ``step`` counts completed updates (0 for the first one; in verl pass ``global_steps - 1``).
+    ``decay_steps <= 0`` keeps ``lam0`` constant. Negative steps give ``lam0``; steps at or past
+    ``decay_steps`` give exactly 0.0.
+    """
+    if not 0.0 <= lam0 <= 1.0:
+        raise ValueError(f"lam0 must be in [0, 1], got {lam0}")
+    if decay_steps <= 0:
+        return float(lam0)
+    frac = min(max(step / decay_steps, 0.0), 1.0)
+    return float(lam0) * (1.0 - frac)
+
+
+@dataclass(frozen=True)
+class SelfDistillConfig:
+    """Switches of the self-distilled credit assignment (spec section 4). Defaults: the spec's,
+    where it gives one; the others are this project's choices (marked *).
+
+    Attributes:
+        mode: ``"rlsd"`` (default) | ``"additive"`` | ``"off"`` (outcome-only GRPO ablation).
+        lam0: rlsd mixing weight at step 0 (0.5).
+        lambda_decay_steps: * steps over which lambda decays linearly to 0 (100, a short LoRA run;
+            set it to the run's total steps to decay over the whole run; ``<= 0``: constant).
+        eps_w: rlsd clip half-width of the token weight (0.2).
+        eta: * additive weight of the clipped delta (0.1: with ``clip = 1`` the teacher moves a
+            token's advantage by at most 0.1, about the rlsd range ``lam0 * eps_w * |A|`` for
+            ``|A| ~ 1``).
+        clip: * additive clip bound c of delta (1.0 nat).
+        teacher: ``"policy"`` (the current policy) | ``"reference"`` (the frozen reference model).
+        sources: teacher-context sources, tried in this order (memory, sibling, hindsight).
+        memory_per_user: * records kept per user in the dialogue memory (4).
+        memory_max_users: * users kept in the memory; least recently added dropped first (50 000).
+        memory_k: * past dialogues shown by the memory source (2).
+        context_max_chars: * character budget of a teacher context (1000).
+        context_position: * where the context goes in the teacher's prompt: appended to the
+            system message (``"system"``) or before the first user message (``"user"``).
+    """
+
+    mode: str = MODE_RLSD
+    lam0: float = 0.5
+    lambda_decay_steps: int = 100
+    eps_w: float = 0.2
+    eta: float = 0.1
+    clip: float = 1.0
+    teacher: str = TEACHER_POLICY
+    sources: tuple[str, ...] = DEFAULT_SOURCES
+    memory_per_user: int = 4
+    memory_max_users: int = 50_000
+    memory_k: int = 2
+    context_max_chars: int = DEFAULT_MAX_CHARS
+    context_position: str = "system"
+    lambda_decay_fraction: Optional[float] = None
+    """rlsd: the decay length as a share of the run's training steps (replaces ``lambda_decay_steps``
+    once the trainer knows the run's length: :meth:`for_run`); None: ``lambda_decay_steps``."""
+    memory_key: Optional[str] = None
+    """Single-turn tasks only: the ``extra_info`` key whose value groups samples into one memory (e.g.
+    ``user_id``); unset, single-turn samples have no memory. Dialogues use their user id."""
+
+    def __post_init__(self) -> None:
+        sources = (self.sources,) if isinstance(self.sources, str) else tuple(self.sources)
+        object.__setattr__(self, "sources", sources)
+        if self.mode not in MODES:
+            raise ValueError(f"self_distill.mode: unknown {self.mode!r}; expected one of {MODES}")
+        if self.context_position not in CONTEXT_POSITIONS:
+            raise ValueError(
+                f"self_distill.context_position: unknown {self.context_position!r}; expected one of {CONTEXT_POSITIONS}"
+            )
+        if self.teacher not in TEACHERS:
+            raise ValueError(f"self_distill.teacher: unknown {self.teacher!r}; expected one of {TEACHERS}")
+        unknown = [s for s in sources if s not in SOURCES]
+        if unknown:
+            raise ValueError(f"self_distill.sources: unknown {unknown}; expected some of {SOURCES}")
+        if len(set(sources)) != len(sources):
+            raise ValueError(f"self_distill.sources: duplicates in {list(sources)}")
+        if not 0.0 <= self.lam0 <= 1.0:
+            raise ValueError(f"self_distill.lam0 must be in [0, 1], got {self.lam0}")
+        if not 0.0 <= self.eps_w < 1.0:
+            raise ValueError(f"self_distill.eps_w must be in [0, 1), got {self.eps_w}")
+        if not self.clip >= 0.0:
+            raise ValueError(f"self_distill.clip must be >= 0, got {self.clip}")
+        for name in ("memory_per_user", "memory_max_users", "context_max_chars"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"self_distill.{name} must be >= 1, got {getattr(self, name)}")
+        if self.memory_k < 0:
+            raise ValueError(f"self_distill.memory_k must be >= 0, got {self.memory_k}")
+        if self.lambda_decay_fraction is not None and not 0.0 < self.lambda_decay_fraction <= 1.0:
+            raise ValueError(f"self_distill.lambda_decay_fraction must be in (0, 1] or null, got {self.lambda_decay_fraction}")
+
+    @classmethod
+    def from_mapping(cls, mapping: Mapping[str, Any] | None) -> "SelfDistillConfig":
+        """Build from ``algorithm.coars.self_distill`` (:func:`coars_verl.utils.config_reader.read_section`:
+        unknown keys and wrongly typed values are errors; ``sources`` may be a comma-separated string)."""
+        return read_section(cls, mapping, "algorithm.coars.self_distill")
+
+    def lam_at(self, step: int) -> float:
+        """rlsd lambda at ``step`` (:func:`lambda_schedule` with this config)."""
+        return lambda_schedule(step, self.lam0, self.lambda_decay_steps)
+
+    def for_run(self, total_steps: int) -> "SelfDistillConfig":
+        """This config with ``lambda_decay_fraction`` turned into steps of a run of ``total_steps``."""
+        if self.lambda_decay_fraction is None:
+            return self
+        return replace(self, lambda_decay_steps=max(1, math.ceil(self.lambda_decay_fraction * total_steps)))
