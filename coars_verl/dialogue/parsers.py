@@ -48,7 +48,7 @@ import logging
 import re
 from dataclasses import dataclass
 from enum import Enum
-from typing import Collection, NamedTuple, Sequence
+from typing import Any, Collection, NamedTuple, Sequence
 
 from coars_verl.dialogue.matching import (
     CandidateIndex,
@@ -349,6 +349,29 @@ def _name_by_number(shown: str, candidates: CandidateIndex) -> _Named | None:
     return _Named((), AnswerError.NUMBER_TITLE_MISMATCH, problem)
 
 
+@dataclass(frozen=True)
+class _LabelScan:
+    """An answer's label lines, as both parsers read them: the answer is the LAST line of the kind."""
+
+    body: str
+    empty: bool
+    of_kind: list
+    answer: Any
+    value: str
+    reason: str
+
+
+def _scan_labels(text: str, kind: str, max_reason_chars: int) -> _LabelScan:
+    body = _answer_body(text)
+    if not body.strip():
+        return _LabelScan(body, True, [], None, "", "")
+    labels = _find_labels(body, kind)
+    of_kind = [label for label in labels if label.kind == kind]
+    answer = of_kind[-1] if of_kind else None
+    value = _label_value(body, answer) if answer is not None else ""
+    return _LabelScan(body, False, of_kind, answer, value, _reason_text(body, labels, answer, max_reason_chars))
+
+
 def parse_recommendation(
     text: str,
     candidates: CandidateIndex | Sequence[str],
@@ -376,24 +399,13 @@ def parse_recommendation(
 def _parse_recommendation(
     text: str, candidates: CandidateIndex, numbered: bool, excluded: frozenset[int], max_reason_chars: int
 ) -> RecommendationAnswer:
-    body = _answer_body(text)
-    if not body.strip():
+    scan = _scan_labels(text, "item", max_reason_chars)
+    if scan.empty:
         return RecommendationAnswer(None, None, "", "", AnswerError.EMPTY_ANSWER, _empty_problem(text))
-    labels = _find_labels(body, "item")
-    item_labels = [label for label in labels if label.kind == "item"]
-    if not item_labels:
-        return RecommendationAnswer(
-            None,
-            None,
-            "",
-            _reason_text(body, labels, None, max_reason_chars),
-            AnswerError.MISSING_ITEM,
-            "There is no 'Item:' line naming a candidate.",
-        )
-    answer = item_labels[-1]
-    value = _label_value(body, answer)
+    if scan.answer is None:
+        return RecommendationAnswer(None, None, "", scan.reason, AnswerError.MISSING_ITEM, "There is no 'Item:' line naming a candidate.")
+    body, item_labels, value, reason = scan.body, scan.of_kind, scan.value, scan.reason
     item_text = one_line(strip_decoration(one_line(value)), 200)
-    reason = _reason_text(body, labels, answer, max_reason_chars)
     named = _name_item(value, candidates, numbered)
     if named.error is not None:
         return RecommendationAnswer(None, None, item_text, reason, named.error, named.problem)
@@ -522,23 +534,14 @@ def parse_decision(text: str, *, max_reason_chars: int = DEFAULT_MAX_REASON_CHAR
 
 
 def _parse_decision(text: str, max_reason_chars: int) -> DecisionAnswer:
-    body = _answer_body(text)
-    if not body.strip():
+    scan = _scan_labels(text, "decision", max_reason_chars)
+    if scan.empty:
         return DecisionAnswer(None, "", "", AnswerError.EMPTY_ANSWER, _empty_problem(text))
-    labels = _find_labels(body, "decision")
-    decision_labels = [label for label in labels if label.kind == "decision"]
-    if not decision_labels:
-        return DecisionAnswer(
-            None,
-            "",
-            _reason_text(body, labels, None, max_reason_chars),
-            AnswerError.MISSING_DECISION,
-            "There is no 'Decision:' line; end with 'Decision: yes' or 'Decision: no'.",
-        )
-    answer = decision_labels[-1]
-    value = _label_value(body, answer)
+    if scan.answer is None:
+        return DecisionAnswer(None, "", scan.reason, AnswerError.MISSING_DECISION,
+                              "There is no 'Decision:' line; end with 'Decision: yes' or 'Decision: no'.")
+    body, decision_labels, value, reason = scan.body, scan.of_kind, scan.value, scan.reason
     decision_text = one_line(strip_decoration(one_line(value)), 80)
-    reason = _reason_text(body, labels, answer, max_reason_chars)
     decided = _decide(value)
     if decided.error is not None:
         return DecisionAnswer(None, decision_text, reason, decided.error, decided.problem)
