@@ -7,7 +7,9 @@ and what was expected), 130 on Ctrl-C; no partial output is left behind in any c
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
+import typing
 import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -27,7 +29,7 @@ from coars_verl.datasets.loaders import (
     load_recbole,
 )
 from coars_verl.datasets.pipeline import format_summary, run_pipeline
-from coars_verl.datasets.protocol import NEGATIVE_SAMPLINGS, ProtocolConfig
+from coars_verl.datasets.protocol import ProtocolConfig
 
 __all__ = [
     "main_movielens",
@@ -101,67 +103,28 @@ def add_common_arguments(p: argparse.ArgumentParser, default_core: int = 0) -> N
     io.add_argument("--encoding", default=None, help="text encoding of the raw files (default: the format's own)")
     io.add_argument("--name", default=None, help="dataset name used in data_source (coars/<name>)")
     io.add_argument("--quiet", action="store_true", help="no progress bars and no summary table")
-    pr = p.add_argument_group("protocol (coars-method.md sections 2, 5, 6)")
-    d = ProtocolConfig()
-    pr.add_argument(
-        "--seed", type=int, default=d.seed, help="seed of the split and of all sampling (default %(default)s)"
-    )
-    pr.add_argument(
-        "--split",
-        type=_ratios,
-        default=d.split_ratios,
-        metavar="TRAIN:VALID:TEST",
-        help="user split ratios (default 8:1:1)",
-    )
-    pr.add_argument(
-        "--max-history", type=_pos_int, default=d.max_history, help="history length cap (default %(default)s)"
-    )
-    pr.add_argument(
-        "--min-history", type=_pos_int, default=d.min_history, help="shortest history of a sample (default %(default)s)"
-    )
-    pr.add_argument(
-        "--num-candidates",
-        type=_pos_int,
-        default=d.num_candidates,
-        help="candidate set size, target included (default %(default)s)",
-    )
-    pr.add_argument(
-        "--max-train-samples-per-user",
-        type=_nonneg_int,
-        default=d.max_train_samples_per_user,
-        help="keep each train user's N most recent windows (default 0 = all)",
-    )
-    pr.add_argument(
-        "--max-eval-samples-per-user",
-        type=_nonneg_int,
-        default=d.max_eval_samples_per_user,
-        help="same for valid/test users (default 0 = all; 1 = LLaRA-style one sample per user)",
-    )
-    pr.add_argument(
-        "--sim-positives",
-        type=_pos_int,
-        default=d.sim_positives,
-        help="held-out future items per user-simulation user (default %(default)s)",
-    )
-    pr.add_argument(
-        "--sim-negative-ratio",
-        type=_nonneg_float,
-        default=d.sim_negative_ratio,
-        help="user-simulation negatives per positive (default %(default)s, i.e. 1:1)",
-    )
-    pr.add_argument(
-        "--core",
-        type=_nonneg_int,
-        default=default_core,
-        help="k-core filter on users and items, 0 = off (default %(default)s)",
-    )
-    pr.add_argument(
-        "--negatives",
-        choices=NEGATIVE_SAMPLINGS,
-        default=d.negatives,
-        help="candidate negatives: uniform over never-interacted items, or weighted by training interactions "
-        "(default %(default)s; stats.json info.popularity_check reports what the popularity baseline gets)",
-    )
+    add_protocol_arguments(p.add_argument_group("protocol (coars-method.md sections 2, 5, 6)"), default_core)
+
+
+def add_protocol_arguments(group, default_core: int = 0) -> None:
+    """One option per :class:`ProtocolConfig` field, generated from the field (help, bounds,
+    choices), so that the command line and the protocol never differ."""
+    hints = typing.get_type_hints(ProtocolConfig)
+    for spec in dataclasses.fields(ProtocolConfig):
+        meta = spec.metadata
+        default = default_core if spec.name == "core" else spec.default
+        text = meta["help"].replace("%", "%%")  # argparse formats help with %
+        kwargs: dict[str, Any] = {"default": default, "dest": spec.name, "help": f"{text} (default %(default)s)"}
+        kind = hints[spec.name]
+        if meta.get("choices"):
+            kwargs["choices"] = meta["choices"]
+        elif typing.get_origin(kind) is tuple:
+            kwargs.update(type=_ratios, metavar="TRAIN:VALID:TEST", help=f"{text} (default 8:1:1)")
+        elif kind is int:
+            kwargs["type"] = {None: int, 0: _nonneg_int, 1: _pos_int}[meta.get("minimum")]
+        elif kind is float:
+            kwargs["type"] = _nonneg_float
+        group.add_argument(meta.get("flag") or f"--{spec.name.replace('_', '-')}", **kwargs)
 
 
 def add_recbole_arguments(p: argparse.ArgumentParser) -> None:
@@ -176,19 +139,8 @@ def add_recbole_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def protocol_from_args(args: argparse.Namespace) -> ProtocolConfig:
-    return ProtocolConfig(
-        seed=args.seed,
-        max_history=args.max_history,
-        min_history=args.min_history,
-        num_candidates=args.num_candidates,
-        split_ratios=tuple(args.split),
-        max_train_samples_per_user=args.max_train_samples_per_user,
-        max_eval_samples_per_user=args.max_eval_samples_per_user,
-        sim_positives=args.sim_positives,
-        sim_negative_ratio=args.sim_negative_ratio,
-        core=args.core,
-        negatives=args.negatives,
-    )
+    values = {spec.name: getattr(args, spec.name) for spec in dataclasses.fields(ProtocolConfig)}
+    return ProtocolConfig(**{**values, "split_ratios": tuple(values["split_ratios"])})
 
 
 def _has(raw: Path, *names: str, glob: str | None = None) -> bool:

@@ -55,29 +55,35 @@ SPLITS = ("train", "valid", "test")
 NEGATIVE_SAMPLINGS = ("uniform", "popularity")
 
 
+def _option(default: Any, help: str, *, flag: str | None = None, minimum: int | None = None, choices: tuple | None = None) -> Any:
+    """A protocol field with what its command-line option needs (data_prep's flags are generated from these)."""
+    return field(default=default, metadata={"help": help, "flag": flag, "minimum": minimum, "choices": choices})
+
+
 @dataclass(frozen=True)
 class ProtocolConfig:
-    seed: int = 42
-    max_history: int = 10
-    min_history: int = 3
-    num_candidates: int = 20
-    split_ratios: tuple[float, float, float] = (8.0, 1.0, 1.0)
-    max_train_samples_per_user: int = 0
-    """0 = every window; N > 0 keeps each train user's N most recent windows."""
-    max_eval_samples_per_user: int = 0
-    """Same for valid and test users (1 = one sample per user, the LLaRA evaluation setting)."""
-    sim_positives: int = 5
-    """At most this many held-out future items per user-simulation user."""
-    sim_negative_ratio: float = 1.0
-    """Negatives per positive in the user-simulation sets (AFL: 1)."""
-    core: int = 0
-    """k-core filter on users and items (0 = off)."""
-    negatives: str = "popularity"
-    """How candidate negatives are drawn: "popularity" (the items the user never interacted with,
-    weighted by their interactions among training users), so that negatives are about as popular as
-    targets and the popularity baseline is not handed the answer; or "uniform" over those items.
-    Measured popularity Hit@1 on test windows: LastFM 6.6 % (uniform 46.8 %), ml-100k 10.3 %
-    (uniform 33.7 %); AFL's own LastFM test set gives 5.7 % (data_prep/README.md)."""
+    """The protocol's settings; each field's help and bounds make its data_prep option
+    (``coars_verl.datasets.cli.add_protocol_arguments``)."""
+
+    seed: int = _option(42, "seed of the split and of all sampling")
+    max_history: int = _option(10, "history length cap", minimum=1)
+    min_history: int = _option(3, "shortest history of a sample", minimum=1)
+    num_candidates: int = _option(20, "candidate set size, target included", minimum=1)
+    split_ratios: tuple[float, float, float] = _option((8.0, 1.0, 1.0), "user split ratios TRAIN:VALID:TEST", flag="--split")
+    max_train_samples_per_user: int = _option(0, "keep each train user's N most recent windows (0 = all)", minimum=0)
+    max_eval_samples_per_user: int = _option(
+        0, "same for valid/test users (0 = all; 1 = one sample per user, the LLaRA evaluation setting)", minimum=0)
+    sim_positives: int = _option(5, "held-out future items per user-simulation user, at most", minimum=1)
+    sim_negative_ratio: float = _option(1.0, "user-simulation negatives per positive (AFL: 1)")
+    core: int = _option(0, "k-core filter on users and items, 0 = off", minimum=0)
+    negatives: str = _option(
+        "popularity",
+        "candidate negatives: uniform over never-interacted items, or weighted by training interactions, so that "
+        "negatives are about as popular as targets and the popularity baseline is not handed the answer (measured "
+        "popularity Hit@1 on test windows: LastFM 6.6 % (uniform 46.8 %), ml-100k 10.3 % (uniform 33.7 %); "
+        "stats.json info.popularity_check reports it)",
+        choices=NEGATIVE_SAMPLINGS,
+    )
 
     def __post_init__(self) -> None:
         if self.max_history < 1:
