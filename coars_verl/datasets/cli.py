@@ -16,18 +16,8 @@ from typing import Any, Callable, Sequence
 
 from coars_verl.datasets.download import DownloadError, download
 from coars_verl.datasets.errors import DataFormatError
-from coars_verl.datasets.loaders import (
-    LASTFM_ITEM_POOLS,
-    LASTFM_UNTAGGED_CHOICES,
-    LoadedDataset,
-    load_amazon2018,
-    load_amazon2023,
-    load_lastfm,
-    load_lcrec,
-    load_movielens_1m,
-    load_movielens_100k,
-    load_recbole,
-)
+from coars_verl.datasets import loaders
+from coars_verl.datasets.loaders import LASTFM_ITEM_POOLS, LASTFM_UNTAGGED_CHOICES, LoadedDataset
 from coars_verl.datasets.pipeline import format_summary, run_pipeline
 from coars_verl.datasets.protocol import ProtocolConfig
 
@@ -239,7 +229,7 @@ def main_movielens(argv: Sequence[str] | None = None) -> int:
     def load() -> LoadedDataset:
         fmt, variant = resolve()
         if fmt == "recbole":
-            data = load_recbole(
+            data = loaders.load_recbole(
                 args.raw_dir,
                 name=args.recbole_name,
                 dataset_name="movielens",
@@ -255,8 +245,8 @@ def main_movielens(argv: Sequence[str] | None = None) -> int:
             data.name = {"ml-100k": "movielens-100k", "ml-1m": "movielens-1m"}.get(v, "movielens")
             return data
         if variant == "ml-100k":
-            return load_movielens_100k(args.raw_dir, encoding=_enc(args, "latin-1"))
-        return load_movielens_1m(args.raw_dir, encoding=_enc(args, "latin-1"))
+            return loaders.load_movielens_100k(args.raw_dir, encoding=_enc(args, "latin-1"))
+        return loaders.load_movielens_1m(args.raw_dir, encoding=_enc(args, "latin-1"))
 
     def key() -> str:
         if args.variant == "auto":
@@ -301,7 +291,7 @@ def main_lastfm(argv: Sequence[str] | None = None) -> int:
                 args.raw_dir, [("raw", ("user_artists.dat",), None), ("recbole", (), "*.inter")], "LastFM"
             )
         if fmt == "recbole":
-            return load_recbole(
+            return loaders.load_recbole(
                 args.raw_dir,
                 name=args.recbole_name,
                 dataset_name="lastfm",
@@ -311,7 +301,7 @@ def main_lastfm(argv: Sequence[str] | None = None) -> int:
                 title_field=args.title_field,
                 encoding=_enc(args, "utf-8"),
             )
-        return load_lastfm(args.raw_dir, untagged=args.untagged, encoding=_enc(args, "utf-8"), item_pool=args.item_pool)
+        return loaders.load_lastfm(args.raw_dir, untagged=args.untagged, encoding=_enc(args, "utf-8"), item_pool=args.item_pool)
 
     def key() -> str:
         if args.format == "recbole":
@@ -351,12 +341,12 @@ def main_instruments(argv: Sequence[str] | None = None) -> int:
             fmt = detect_format(args.raw_dir, INSTRUMENT_FORMATS, "Amazon Musical Instruments")
         enc = _enc(args, "utf-8")
         if fmt == "amazon2018":
-            return load_amazon2018(args.raw_dir, encoding=enc, quiet=args.quiet)
+            return loaders.load_amazon2018(args.raw_dir, encoding=enc, quiet=args.quiet)
         if fmt == "amazon2023":
-            return load_amazon2023(args.raw_dir, encoding=enc, quiet=args.quiet)
+            return loaders.load_amazon2023(args.raw_dir, encoding=enc, quiet=args.quiet)
         if fmt == "lcrec":
-            return load_lcrec(args.raw_dir, name=args.lcrec_name, encoding=enc)
-        return load_recbole(
+            return loaders.load_lcrec(args.raw_dir, name=args.lcrec_name, encoding=enc)
+        return loaders.load_recbole(
             args.raw_dir,
             name=args.recbole_name,
             dataset_name="instruments",
@@ -394,7 +384,7 @@ def main_recbole(argv: Sequence[str] | None = None) -> int:
     args = recbole_parser().parse_args(argv)
 
     def load() -> LoadedDataset:
-        data = load_recbole(
+        data = loaders.load_recbole(
             args.raw_dir,
             name=args.recbole_name,
             dataset_name="recbole",
