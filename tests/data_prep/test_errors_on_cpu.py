@@ -9,15 +9,7 @@ import pytest
 
 from coars_verl.datasets.cli import main_instruments, main_lastfm, main_movielens, main_recbole
 from coars_verl.datasets.errors import DataFormatError, DropCounter
-from coars_verl.datasets.loaders import (
-    load_amazon2018,
-    load_amazon2023,
-    load_lastfm,
-    load_lcrec,
-    load_movielens_1m,
-    load_movielens_100k,
-    load_recbole,
-)
+from coars_verl.datasets import loaders
 from coars_verl.datasets.protocol import prepare
 
 
@@ -28,19 +20,19 @@ def _raises(fn, *args, **kw) -> DataFormatError:
 
 
 def test_missing_file_and_folder(fx, tmp_path):
-    e = _raises(load_movielens_100k, tmp_path)
+    e = _raises(loaders.load_movielens_100k, tmp_path)
     assert "u.data" in str(e) and "no such file" in str(e)
-    e = _raises(load_lastfm, tmp_path / "nope")
+    e = _raises(loaders.load_lastfm, tmp_path / "nope")
     assert "no such folder" in str(e)
     raw = fx.lastfm(tmp_path / "lf", dates=False)
-    e = _raises(load_lastfm, raw)
+    e = _raises(loaders.load_lastfm, raw)
     assert "user_taggedartists" in str(e)
 
 
 def test_ml100k_wrong_field_count_names_the_line(fx, tmp_path):
     rows = fx.log()
     raw = fx.ml100k(tmp_path, rows, extra_data_lines=["1\t2\t3"])
-    e = _raises(load_movielens_100k, raw)
+    e = _raises(loaders.load_movielens_100k, raw)
     assert e.path.endswith("u.data") and e.line == len(rows) + 1
     assert "4 tab-separated fields" in str(e) and f"line {len(rows) + 1}" in str(e)
 
@@ -48,27 +40,27 @@ def test_ml100k_wrong_field_count_names_the_line(fx, tmp_path):
 def test_ml100k_non_integer_id(fx, tmp_path):
     rows = fx.log()
     raw = fx.ml100k(tmp_path, rows, extra_data_lines=["7\tabc\t3\t881250949"])
-    e = _raises(load_movielens_100k, raw)
+    e = _raises(loaders.load_movielens_100k, raw)
     assert e.line == len(rows) + 1 and "integer" in str(e) and "item_id" in str(e) and "'abc'" in str(e)
 
 
 def test_ml100k_item_file_wrong_layout(fx, tmp_path):
     raw = fx.ml100k(tmp_path, item_lines=["41|Short line|01-Jan-1995"])
-    e = _raises(load_movielens_100k, raw)
+    e = _raises(loaders.load_movielens_100k, raw)
     assert e.path.endswith("u.item") and e.line == 41 and "24 '|'-separated fields" in str(e)
 
 
 def test_ml1m_malformed_rating(fx, tmp_path):
     rows = fx.log()
     raw = fx.ml1m(tmp_path, rows, extra_rating_lines=["1::2::3"])
-    e = _raises(load_movielens_1m, raw)
+    e = _raises(loaders.load_movielens_1m, raw)
     assert e.path.endswith("ratings.dat") and e.line == len(rows) + 1 and "'::'" in str(e)
 
 
 def test_blank_lines_are_counted_not_fatal(fx, tmp_path):
     rows = fx.log()
     raw = fx.ml100k(tmp_path, rows, extra_data_lines=["", "   "])
-    d = load_movielens_100k(raw)
+    d = loaders.load_movielens_100k(raw)
     assert d.drops.get("blank_lines") == 2 and len(d.interactions) == len(rows)
 
 
@@ -77,7 +69,7 @@ def test_lastfm_wrong_header(fx, tmp_path):
     p = raw / "user_artists.dat"
     lines = p.read_text().splitlines()
     p.write_text("\n".join(["user\tartist\tplays"] + lines[1:]) + "\n")
-    e = _raises(load_lastfm, raw)
+    e = _raises(loaders.load_lastfm, raw)
     assert e.line == 1 and "userID" in str(e) and "user_artists.dat" in str(e)
 
 
@@ -85,9 +77,9 @@ def test_lastfm_invalid_utf8_and_encoding_override(fx, tmp_path):
     raw = fx.lastfm(tmp_path, artist_extra=["41\tMot\xf6rhead\thttp://x\thttp://y"])
     p = raw / "artists.dat"
     p.write_bytes(p.read_bytes().replace("Mot\xf6rhead".encode("utf-8"), b"Mot\xf6rhead"))  # latin-1 byte
-    e = _raises(load_lastfm, raw)
+    e = _raises(loaders.load_lastfm, raw)
     assert e.path.endswith("artists.dat") and e.line == 42 and "utf-8" in str(e) and "--encoding" in str(e)
-    e = _raises(load_lastfm, raw, encoding="no-such-codec")
+    e = _raises(loaders.load_lastfm, raw, encoding="no-such-codec")
     assert "known text encoding" in str(e) and "no-such-codec" in str(e)
 
 
@@ -97,14 +89,14 @@ def test_lastfm_invalid_date(fx, tmp_path):
     lines = p.read_text().splitlines()
     lines[5] = "\t".join(lines[5].split("\t")[:4] + ["13", "2009"])
     p.write_text("\n".join(lines) + "\n")
-    e = _raises(load_lastfm, raw)
+    e = _raises(loaders.load_lastfm, raw)
     assert e.line == 6 and "calendar date" in str(e)
 
 
 def test_amazon2018_bad_json_line(fx, tmp_path):
     rows = fx.log()
     raw = fx.amazon2018(tmp_path, rows, review_raw_lines=['{"reviewerID": "A1", "asin": '])
-    e = _raises(load_amazon2018, raw, quiet=True)
+    e = _raises(loaders.load_amazon2018, raw, quiet=True)
     assert e.path.endswith("Musical_Instruments_5.json.gz") and e.line == len(rows) + 1
     assert "one JSON object per line" in str(e)
 
@@ -114,10 +106,10 @@ def test_amazon2018_missing_key(fx, tmp_path):
     raw = fx.amazon2018(
         tmp_path / "a", rows, gz=False, review_raw_lines=[json.dumps({"reviewerID": "A1", "unixReviewTime": 1})]
     )
-    e = _raises(load_amazon2018, raw, quiet=True)
+    e = _raises(loaders.load_amazon2018, raw, quiet=True)
     assert e.line == len(rows) + 1 and "'asin'" in str(e) and "missing" in str(e)
     raw = fx.amazon2018(tmp_path / "b", rows, gz=False, meta_raw_lines=["[1, 2]"])
-    e = _raises(load_amazon2018, raw, quiet=True)
+    e = _raises(loaders.load_amazon2018, raw, quiet=True)
     assert e.path.endswith("meta_Musical_Instruments.json") and "one JSON object per line" in str(e)
 
 
@@ -128,12 +120,12 @@ def test_amazon2023_bad_timestamp_and_truncated_gzip(fx, tmp_path):
         rows,
         review_raw_lines=[json.dumps({"user_id": "U", "parent_asin": "B1", "timestamp": "yesterday"})],
     )
-    e = _raises(load_amazon2023, raw, quiet=True)
+    e = _raises(loaders.load_amazon2023, raw, quiet=True)
     assert e.line == len(rows) + 1 and "'timestamp'" in str(e)
     raw = fx.amazon2023(tmp_path / "b", rows, gz=True)
     p = raw / "Musical_Instruments.jsonl.gz"
     p.write_bytes(p.read_bytes()[:-20])
-    e = _raises(load_amazon2023, raw, quiet=True)
+    e = _raises(loaders.load_amazon2023, raw, quiet=True)
     assert "Musical_Instruments.jsonl.gz" in str(e)
 
 
@@ -141,10 +133,10 @@ def test_lcrec_errors(fx, tmp_path):
     raw = fx.lcrec(tmp_path)
     p = raw / "Instruments.inter.json"
     p.write_text('{\n  "0": [1, 2,\n}')
-    e = _raises(load_lcrec, raw)
+    e = _raises(loaders.load_lcrec, raw)
     assert e.path.endswith("Instruments.inter.json") and e.line == 3
     p.write_text(json.dumps({"0": [1, 2], "1": "not a list"}))
-    e = _raises(load_lcrec, raw)
+    e = _raises(loaders.load_lcrec, raw)
     assert "'1'" in str(e) and "list of item ids" in str(e)
 
 
@@ -153,23 +145,23 @@ def test_recbole_errors(fx, tmp_path):
     p = raw / "toy.inter"
     lines = p.read_text().splitlines()
     p.write_text("\n".join(["user_id:tok\titem_id:token\trating:float\ttimestamp:float"] + lines[1:]) + "\n")
-    e = _raises(load_recbole, raw)
+    e = _raises(loaders.load_recbole, raw)
     assert e.line == 1 and "name:type" in str(e)
     raw = fx.recbole(tmp_path / "b", "toy", title_field="caption")
-    e = _raises(load_recbole, raw)
+    e = _raises(loaders.load_recbole, raw)
     assert e.path.endswith("toy.item") and "title field" in str(e)
     raw = fx.recbole(tmp_path / "c", "toy", extra_inter_lines=["1\t2\t3.0\tnoon"])
-    e = _raises(load_recbole, raw)
+    e = _raises(loaders.load_recbole, raw)
     assert "timestamp" in str(e) and e.line == len(lines) + 1
     raw = fx.recbole(tmp_path / "d", "toy", extra_inter_lines=["1\t2\t3.0"])
-    e = _raises(load_recbole, raw)
+    e = _raises(loaders.load_recbole, raw)
     assert e.line == len(lines) + 1 and "4 tab-separated fields" in str(e)
 
 
 def test_unknown_items_and_duplicates_are_counted(fx, tmp_path):
     rows = fx.log()
     raw = fx.ml100k(tmp_path, rows + [rows[0], (1, 99, 880000000)])  # a repeated rating and an unknown item 99
-    d = load_movielens_100k(raw)
+    d = loaders.load_movielens_100k(raw)
     prep = prepare(d)
     assert prep.drops.get("interactions_unknown_item") == 1
     assert prep.drops.get("duplicate_interactions") == 1

@@ -8,15 +8,7 @@ from collections import defaultdict
 import pytest
 
 from coars_verl.datasets.cli import main_instruments, main_lastfm, main_movielens, main_recbole
-from coars_verl.datasets.loaders import (
-    load_amazon2018,
-    load_amazon2023,
-    load_lastfm,
-    load_lcrec,
-    load_movielens_1m,
-    load_movielens_100k,
-    load_recbole,
-)
+from coars_verl.datasets import loaders
 from coars_verl.datasets.protocol import ProtocolConfig, prepare
 
 
@@ -30,7 +22,7 @@ def interacted_from(rows, user=str, item=str) -> dict[str, set[str]]:
 def test_movielens_100k_raw(fx, tmp_path, check):
     rows = fx.log()
     raw = fx.ml100k(tmp_path / "raw", rows)
-    d = load_movielens_100k(raw)
+    d = loaders.load_movielens_100k(raw)
     assert d.raw_stats == {
         "users": 12,
         "items": 40,
@@ -60,7 +52,7 @@ def test_movielens_100k_raw(fx, tmp_path, check):
 def test_movielens_order_is_time_then_item_id(fx, tmp_path):
     rows = [(1, 5, 100), (1, 3, 100), (1, 9, 50), (1, 4, 300), (1, 12, 200), (2, 1, 1), (2, 2, 2), (2, 3, 3), (2, 4, 4)]
     raw = fx.ml100k(tmp_path / "raw", rows)
-    prep = prepare(load_movielens_100k(raw), ProtocolConfig(split_ratios=(1, 0, 0), num_candidates=3))
+    prep = prepare(loaders.load_movielens_100k(raw), ProtocolConfig(split_ratios=(1, 0, 0), num_candidates=3))
     tr = prep.splits["train"]
     ids = prep.item_ids
     u1 = [k for k in range(len(tr)) if prep.user_ids[tr.user[k]] == "1"]
@@ -72,7 +64,7 @@ def test_movielens_order_is_time_then_item_id(fx, tmp_path):
 def test_movielens_1m_raw(fx, tmp_path, check):
     rows = fx.log(seed=1)
     raw = fx.ml1m(tmp_path / "ml-1m-parent" / "ml-1m", rows)
-    d = load_movielens_1m(raw.parent)  # the unpacked archive folder is found one level down
+    d = loaders.load_movielens_1m(raw.parent)  # the unpacked archive folder is found one level down
     assert d.raw_stats["interactions"] == len(rows) and d.raw_stats["user_file_rows"] == 12
     assert dict(zip(d.items["item_id"], d.items["title"]))["3"] == "The Matrix"
     out = tmp_path / "out"
@@ -85,7 +77,7 @@ def test_movielens_1m_raw(fx, tmp_path, check):
 def test_lastfm_raw_both_tag_files(fx, tmp_path, check, kind):
     rows = fx.log(seed=2)
     raw = fx.lastfm(tmp_path / "raw", rows, timestamps=kind == "timestamps", dates=kind == "dates")
-    d = load_lastfm(raw)
+    d = loaders.load_lastfm(raw)
     assert kind in d.info["order_source"] or (kind == "dates" and "day/month/year" in d.info["order_source"])
     assert d.raw_stats["interactions"] == len(rows) and d.raw_stats["items"] == 40
     assert d.info["tagged_pairs_without_play_count"] == 1
@@ -103,10 +95,10 @@ def test_lastfm_untagged_policies(fx, tmp_path):
     rows = fx.log(seed=3)
     raw = fx.lastfm(tmp_path / "raw", rows, untagged_every=2)
     base = ProtocolConfig(split_ratios=(1, 0, 0), min_history=1, num_candidates=5)
-    after = prepare(load_lastfm(raw, untagged="after"), base)
-    before = prepare(load_lastfm(raw, untagged="before"), base)
-    dropped = prepare(load_lastfm(raw, untagged="drop"), base)
-    n_untagged = load_lastfm(raw).info["pairs_untagged"]
+    after = prepare(loaders.load_lastfm(raw, untagged="after"), base)
+    before = prepare(loaders.load_lastfm(raw, untagged="before"), base)
+    dropped = prepare(loaders.load_lastfm(raw, untagged="drop"), base)
+    n_untagged = loaders.load_lastfm(raw).info["pairs_untagged"]
     assert dropped.drops.get("lastfm_untagged_pairs_out_of_sequence") == n_untagged
     usable = len(rows) - sum(1 for _, i, _ in rows if i == 5)  # artist 5 has no name
     untagged = {(u, i) for n, (u, i, _) in enumerate(sorted(rows)) if n % 2 == 0}  # as the fixture writes them
@@ -127,7 +119,7 @@ def test_lastfm_untagged_policies(fx, tmp_path):
 def test_amazon2018(fx, tmp_path, check, gz):
     rows = fx.log(seed=4)
     raw = fx.amazon2018(tmp_path / "raw", rows, gz=gz)
-    d = load_amazon2018(raw, quiet=True)
+    d = loaders.load_amazon2018(raw, quiet=True)
     assert d.drops.get("duplicate_item_rows") == 1
     titles = dict(zip(d.items["item_id"], d.items["title"]))
     assert titles[fx.asin(5)] == "Fender Strings & Picks"
@@ -145,7 +137,7 @@ def test_amazon2018(fx, tmp_path, check, gz):
 def test_amazon2023_and_gz(fx, tmp_path, check):
     rows = fx.log(seed=5)
     raw = fx.amazon2023(tmp_path / "raw", rows, gz=True)
-    d = load_amazon2023(raw, quiet=True)
+    d = loaders.load_amazon2023(raw, quiet=True)
     assert set(d.interactions["item_id"]) <= {fx.asin(i) for i in range(1, 41)}  # parent_asin, not asin
     out = tmp_path / "out"
     assert main_instruments(["--raw-dir", str(raw), "--out", str(out), "--quiet", "--core", "0"]) == 0
@@ -168,7 +160,7 @@ def test_instruments_k_core_default(fx, tmp_path):
 def test_lcrec(fx, tmp_path, check):
     rows = fx.log(seed=6)
     raw = fx.lcrec(tmp_path / "raw", rows)
-    d = load_lcrec(raw)
+    d = loaders.load_lcrec(raw)
     assert d.raw_stats["interactions"] == len(rows) and d.raw_stats["users"] == 12
     out = tmp_path / "out"
     assert main_instruments(["--raw-dir", str(raw), "--out", str(out), "--quiet", "--core", "0"]) == 0
@@ -180,7 +172,7 @@ def test_lcrec(fx, tmp_path, check):
 def test_recbole_generic(fx, tmp_path, check, with_time):
     rows = fx.log(seed=7)
     raw = fx.recbole(tmp_path / "raw", "toy", rows, with_time=with_time)
-    d = load_recbole(raw)
+    d = loaders.load_recbole(raw)
     assert d.info["fields"] == {
         "user": "user_id",
         "item": "item_id",
