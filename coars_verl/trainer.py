@@ -45,7 +45,6 @@ from verl.utils.tensordict_utils import list_of_dict_to_tensordict
 from verl.workers.utils.padding import response_from_nested, response_to_nested
 
 from coars_verl.algo.advantage import clip_hit_mask, delta_stats, teacher_needed
-from coars_verl.distill.config import MODE_OFF, MODE_RLSD, TEACHER_REFERENCE
 from coars_verl.algo.role_batch import batch_reward_infos, role_scores, scores_on_last_token, self_distill_delta
 from coars_verl.algo.role_metrics import role_advantage_gap, role_metrics
 from coars_verl.composition import check_composition
@@ -61,6 +60,7 @@ from coars_verl.constants import (
 )
 from coars_verl.dialogue.transcript import Transcript
 from coars_verl.distill.batch_contexts import batch_teacher_prompts, single_turn_teacher_prompts
+from coars_verl.distill.config import MODE_OFF, MODE_RLSD, TEACHER_REFERENCE
 from coars_verl.distill.contexts import SOURCE_MEMORY, SOURCE_NEIGHBOR
 from coars_verl.distill.memory import DialogueMemory, compact_record
 from coars_verl.distill.single_turn import memory_record
