@@ -20,8 +20,8 @@ from omegaconf import OmegaConf
 from verl.trainer.ppo.core_algos import register_adv_est
 
 from coars_verl.algo.advantage import apply_self_distill, role_group_outcome_advantage
-from coars_verl.distill.config import SelfDistillConfig
 from coars_verl.constants import ADV_ESTIMATOR_NAME, TRAINER_MODE_NAME
+from coars_verl.distill.config import SelfDistillConfig
 
 
 def self_distill_config(algorithm_config) -> SelfDistillConfig:
