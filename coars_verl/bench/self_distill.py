@@ -60,6 +60,11 @@ def main(argv: list[str] | None = None) -> int:
     for name in ("rlsd", "rlsd_tied"):
         report[name] = summarise(results[name], report["step_s_off"])
     report["own_code"] = {name: own_code(metrics) for name, metrics in results.items()}
+    report["phases_s"] = {name: phases(metrics) for name, metrics in results.items()}
+    for name in ("rlsd", "rlsd_tied"):
+        # separate runs sample different rollouts: generation and update times differ for reasons of
+        # their own, so the step ratio is noisy; this is the ratio the teacher pass alone would make
+        report[name]["teacher_only_step_ratio"] = round((report["step_s_off"] + report[name]["teacher_pass_s"]) / report["step_s_off"], 3)
     out = artifacts / "bench" / "self_distill.json"
     out.write_text(json.dumps(report, indent=2) + "\n")
 
@@ -71,6 +76,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"    teacher tokens / old-log-prob tokens {r['token_ratio']:.3f}; teacher pass {r['teacher_pass_s']:.2f} s against "
               f"{r['old_log_prob_pass_s']:.2f} s; per-token cost ratio {r['per_token_cost_ratio']} (target <= 1.1)")
         print(f"    teacher pass split (s per step): {r['teacher_split_s']}")
+        print(f"    off's step plus this teacher pass alone: ratio {r['teacher_only_step_ratio']:.3f}")
+    for name, parts in report["phases_s"].items():
+        print(f"  phases, {name} (s per step): " + ", ".join(f"{k} {v:.2f}" for k, v in parts.items()))
     for name, parts in report["own_code"].items():
         print(f"  own code, {name}: dialogue core {parts['coars_dialogue_core']:.3f} s + reward {parts['coars_reward']:.4f} s + "
               f"advantage step {parts['coars_advantage']:.3f} s per step = {parts['share_of_step']:.1%} of the step")
@@ -103,6 +111,16 @@ def summarise(metrics: list[dict], step_s_off: float) -> dict:
         "teacher_split_s": {part: round(mean_after_first([m.get(f"timing_s/coars_teacher_{part}", 0.0) for m in metrics]), 3)
                             for part in ("prompts", "records", "forward")},
     }
+
+
+PHASES = ("gen", "old_log_prob", "coars_teacher", "update_actor")
+
+
+def phases(metrics: list[dict]) -> dict:
+    """Mean seconds per step of each phase (steps 2 on) and the rest of the step."""
+    parts = {name: mean_after_first([m.get(f"timing_s/{name}", 0.0) for m in metrics]) for name in PHASES}
+    step = mean_after_first([m["timing_s/step"] for m in metrics])
+    return {**{k: round(v, 3) for k, v in parts.items()}, "rest": round(step - sum(parts.values()), 3)}
 
 
 def own_code(metrics: list[dict]) -> dict:
