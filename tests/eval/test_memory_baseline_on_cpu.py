@@ -61,6 +61,8 @@ def test_the_memory_is_in_the_recommenders_prompt_and_only_when_asked(small_data
         said = f'the user accepted "{first}"' if first == "Film C" else f'the user rejected "{first}"'
         assert record["memory_context"].splitlines()[1].startswith(f"- Dialogue before this one: {said}")
     assert (tmp_path / "memory" / "memory.json").exists()
+    again, backend = evaluate_with(data, tmp_path / "memory", MemorySetting(split="valid"))  # a resumed run: nothing to play
+    assert again["metrics"] == result["metrics"] and backend.prompts == []
 
     off, backend = evaluate_with(data, tmp_path / "off")
     assert not any(HEADER in p for p in first_recommender_prompts(backend))
