@@ -173,19 +173,7 @@ def load_movielens_100k(raw_dir: str | os.PathLike, encoding: str = "latin-1") -
         columns=["user_id", "age", "gender", "occupation", "zip"], int_columns=["user_id", "age"],
         what="ml-100k users (id|age|gender|occupation|zip)",
     )
-    items = _dedupe_items(_movielens_items(it["item_id"].to_numpy(), it["title"].tolist()), drops)
-    inter = _interactions(r["user_id"].to_numpy(), r["item_id"].to_numpy(), r["timestamp"].to_numpy())
-    return LoadedDataset(
-        "movielens-100k",
-        "ml-100k",
-        inter,
-        items,
-        drops,
-        _raw_stats(inter, items.shape[0], **extra),
-        files,
-        {"order": "rating timestamp, ties by item id"},
-        "movielens",
-    )
+    return _movielens_dataset("movielens-100k", "ml-100k", r, it, drops, files, extra)
 
 
 def load_movielens_1m(raw_dir: str | os.PathLike, encoding: str = "latin-1") -> LoadedDataset:
@@ -219,19 +207,15 @@ def load_movielens_1m(raw_dir: str | os.PathLike, encoding: str = "latin-1") -> 
         columns=["user_id", "gender", "age", "occupation", "zip"], int_columns=["user_id", "age", "occupation"],
         what="ml-1m users (UserID::Gender::Age::Occupation::Zip-code)",
     )
-    items = _dedupe_items(_movielens_items(m["item_id"].to_numpy(), m["title"].tolist()), drops)
-    inter = _interactions(r["user_id"].to_numpy(), r["item_id"].to_numpy(), r["timestamp"].to_numpy())
-    return LoadedDataset(
-        "movielens-1m",
-        "ml-1m",
-        inter,
-        items,
-        drops,
-        _raw_stats(inter, items.shape[0], **extra),
-        files,
-        {"order": "rating timestamp, ties by item id"},
-        "movielens",
-    )
+    return _movielens_dataset("movielens-1m", "ml-1m", r, m, drops, files, extra)
+
+
+def _movielens_dataset(name: str, variant: str, ratings, movies, drops: DropCounter, files: list[str], extra: dict) -> LoadedDataset:
+    """The common end of both MovieLens loaders: titles cleaned and deduplicated, interactions in rating time."""
+    items = _dedupe_items(_movielens_items(movies["item_id"].to_numpy(), movies["title"].tolist()), drops)
+    inter = _interactions(ratings["user_id"].to_numpy(), ratings["item_id"].to_numpy(), ratings["timestamp"].to_numpy())
+    return LoadedDataset(name, variant, inter, items, drops, _raw_stats(inter, items.shape[0], **extra), files,
+                         {"order": "rating timestamp, ties by item id"}, "movielens")
 
 
 # --------------------------------------------------------------------------------------------
