@@ -216,6 +216,29 @@ def neighbor_context(
     return fit_budget([HEADERS[SOURCE_NEIGHBOR, role]] + lines, max_chars)
 
 
+USER_SOURCES = (SOURCE_MEMORY, SOURCE_NEIGHBOR)
+"""The sources that need only the user (and the memory), not this dialogue: the evaluation's
+Reflexion-style baseline uses them too."""
+
+
+def user_source_context(
+    role: str,
+    source: str,
+    user_id: Any,
+    memory: Any,
+    history: Sequence[Any] | None,
+    k: int = DEFAULT_MEMORY_K,
+    before_step: int | None = None,
+    max_chars: int | None = DEFAULT_MAX_CHARS,
+) -> str | None:
+    """:func:`memory_context` or :func:`neighbor_context` (``source`` one of :data:`USER_SOURCES`)."""
+    if source == SOURCE_MEMORY:
+        return memory_context(role, user_id, memory, k=k, before_step=before_step, max_chars=max_chars)
+    if source == SOURCE_NEIGHBOR:
+        return neighbor_context(role, user_id, memory, history, k=k, before_step=before_step, max_chars=max_chars)
+    raise ValueError(f"{source!r} is not a user source; expected one of {USER_SOURCES}")
+
+
 def best_sibling_index(group: Sequence[tuple[Dialogue, float]], self_index: int) -> int | None:
     """Index in ``group`` of the sibling to show to sample ``self_index``, or ``None``.
 
@@ -325,14 +348,12 @@ def build_teacher_context(
         raise ValueError(f"unknown teacher-context source(s) {unknown}; expected some of {SOURCES}")
     transcript = Transcript.read(dialogue)
     for source in sources:
-        if source == SOURCE_MEMORY:
-            text = memory_context(role, transcript.user_id, memory, k=memory_k, before_step=step, max_chars=max_chars)
+        if source in USER_SOURCES:
+            text = user_source_context(role, source, transcript.user_id, memory, history, k=memory_k, before_step=step, max_chars=max_chars)
         elif source == SOURCE_SIBLING:
             text = sibling_context(role, dialogue, group, self_index, max_chars=max_chars)
         elif source == SOURCE_HINDSIGHT:
             text = hindsight_context(role, transcript, max_chars=max_chars)
-        elif source == SOURCE_NEIGHBOR:
-            text = neighbor_context(role, transcript.user_id, memory, history, k=memory_k, before_step=step, max_chars=max_chars)
         else:
             text = target_context(role, transcript, max_chars=max_chars)
         if text:

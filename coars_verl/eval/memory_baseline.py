@@ -22,11 +22,11 @@ from dataclasses import dataclass
 from typing import Callable, Optional, Sequence
 
 from coars_verl.constants import EI_HISTORY_ITEM_IDS, EI_INDEX, ROLE_RECOMMENDER
-from coars_verl.distill.contexts import DEFAULT_MAX_CHARS, DEFAULT_MEMORY_K, SOURCE_MEMORY, SOURCE_NEIGHBOR, memory_context, neighbor_context
+from coars_verl.distill.contexts import DEFAULT_MAX_CHARS, DEFAULT_MEMORY_K, SOURCE_MEMORY, USER_SOURCES, user_source_context
 from coars_verl.distill.memory import DialogueMemory, compact_record
 from coars_verl.eval.data import DialogueRow
 
-MEMORY_SOURCES = (SOURCE_MEMORY, SOURCE_NEIGHBOR)
+MEMORY_SOURCES = USER_SOURCES
 """The context sources that need no training-time information (sibling and hindsight do)."""
 PLAYED_WHEN = "before this one"
 """How a played memory dialogue is dated in the prompt (a training record says its step)."""
@@ -85,14 +85,8 @@ def recommender_contexts(rows: Sequence[DialogueRow], memory: DialogueMemory, se
     that has one), or None when the memory has nothing for the row's user."""
     contexts = []
     for row in rows:
-        text = None
-        for source in setting.sources:
-            if source == SOURCE_MEMORY:
-                text = memory_context(ROLE_RECOMMENDER, row.user_id, memory, k=setting.k, max_chars=setting.max_chars)
-            else:
-                text = neighbor_context(ROLE_RECOMMENDER, row.user_id, memory, row.extra_info.get(EI_HISTORY_ITEM_IDS),
-                                        k=setting.k, max_chars=setting.max_chars)
-            if text:
-                break
-        contexts.append(text)
+        history = row.extra_info.get(EI_HISTORY_ITEM_IDS)
+        texts = (user_source_context(ROLE_RECOMMENDER, source, row.user_id, memory, history, k=setting.k, max_chars=setting.max_chars)
+                 for source in setting.sources)
+        contexts.append(next((text for text in texts if text), None))
     return contexts
