@@ -61,7 +61,7 @@ from coars_verl.constants import (
 from coars_verl.dialogue.transcript import Transcript
 from coars_verl.distill.batch_contexts import batch_teacher_prompts, single_turn_teacher_prompts
 from coars_verl.distill.config import MODE_OFF, MODE_RLSD, TEACHER_REFERENCE
-from coars_verl.distill.contexts import SOURCE_MEMORY, SOURCE_NEIGHBOR
+from coars_verl.distill.contexts import SOURCE_NEIGHBOR, USER_SOURCES
 from coars_verl.distill.memory import DialogueMemory, compact_record
 from coars_verl.distill.single_turn import memory_record
 from coars_verl.estimator import self_distill_config
@@ -472,7 +472,7 @@ class CoarsPPOTrainer(PPOTrainerSync):
         if os.path.exists(path):
             self.memory.load(path)
             logger.info("coars: restored the dialogue memory from %s (%d records)", path, self.memory.num_records())
-        elif self.sd_config.mode != MODE_OFF and {SOURCE_MEMORY, SOURCE_NEIGHBOR} & set(self.sd_config.sources):
+        elif self.sd_config.mode != MODE_OFF and set(USER_SOURCES) & set(self.sd_config.sources):
             raise FileNotFoundError(
                 f"coars: resuming from {self._step_folder()} without its dialogue memory ({MEMORY_FILE}); the memory "
                 "and neighbor teacher sources would silently start empty. Resume from a checkpoint written by coars_sync, or "

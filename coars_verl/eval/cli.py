@@ -29,8 +29,8 @@ from typing import Optional
 
 from coars_verl.dialogue.parsers import DEFAULT_MAX_REASON_CHARS
 from coars_verl.dialogue.prompts import load_prompt_overrides
-from coars_verl.eval.backends import BACKENDS, BackendUnavailable
 from coars_verl.distill.contexts import DEFAULT_MEMORY_K, SOURCE_MEMORY
+from coars_verl.eval.backends import BACKENDS, BackendUnavailable
 from coars_verl.eval.evaluate import TASKS, EvalOptions, evaluate
 from coars_verl.eval.memory_baseline import MEMORY_SOURCES, MemorySetting
 from coars_verl.eval.report import markdown_single

@@ -17,10 +17,10 @@ from typing import Any, Callable, Optional, Sequence
 from coars_verl.dialogue.parsers import DEFAULT_MAX_REASON_CHARS
 from coars_verl.dialogue.prompts import PromptTemplates
 from coars_verl.dialogue.state import DialogueConfig
-from coars_verl.eval import data as data_mod
-from coars_verl.eval.backends import GenerationBackend, check_backend, make_backend, resolve_backend_name
 from coars_verl.distill.contexts import SOURCE_NEIGHBOR
 from coars_verl.distill.memory import DialogueMemory
+from coars_verl.eval import data as data_mod
+from coars_verl.eval.backends import GenerationBackend, check_backend, make_backend, resolve_backend_name
 from coars_verl.eval.memory_baseline import MemorySetting, memory_rows, played_memory, recommender_contexts
 from coars_verl.eval.metrics import Judgment, recommendation_metrics, user_sim_metrics
 from coars_verl.eval.report import make_result, markdown_single
