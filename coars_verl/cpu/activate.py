@@ -20,6 +20,7 @@ def apply_cpu_runtime_settings() -> None:
     os.environ.setdefault("VERL_ENGINE_DEVICE", "cuda")
     _default_process_group_to_gloo()
     _unpinned_fsdp2_cpu_offload()
+    _blockwise_log_probs()
 
 
 def _default_process_group_to_gloo() -> None:
@@ -69,3 +70,39 @@ def _unpinned_fsdp2_cpu_offload() -> None:
     engine = sys.modules.get("verl.workers.engine.fsdp.transformer_impl")
     if engine is not None:
         engine.CPUOffloadPolicy = UnpinnedCPUOffloadPolicy
+
+
+LOG_PROB_BLOCK_ROWS = 1024
+"""Token positions per logsumexp call: bounds the temporary to 1024 x vocab floats (200 MB at a 49k vocabulary)."""
+
+
+def _blockwise_log_probs() -> None:
+    """verl's log-prob of the labels without flash-attn (``logprobs_from_logits_v2``) calls
+    ``torch.logsumexp`` once per row of its input, and its callers pass the tokens flattened, so a
+    10k-token micro-batch makes 10k calls: on CPU about a third of every log-prob and update pass
+    (measured on the tiny model). The same sum in blocks of :data:`LOG_PROB_BLOCK_ROWS` positions:
+    equal values and gradients, bounded memory. bfloat16 keeps verl's own path (its stability note).
+
+    verl's ``logprobs_from_logits`` looks the function up in its module at each call, so replacing
+    the module attribute is enough, whenever it happens.
+    """
+    import torch
+    import verl.utils.torch_functional as torch_functional
+
+    original = torch_functional.logprobs_from_logits_v2
+    if getattr(original, "_coars_blockwise", False):
+        return
+
+    @functools.wraps(original)
+    def blockwise_logprobs(logits, labels):
+        if logits.dtype not in (torch.float32, torch.float64):
+            return original(logits, labels)
+        picked = torch.gather(logits, dim=-1, index=labels.unsqueeze(-1)).squeeze(-1)
+        rows = logits.reshape(-1, logits.shape[-1])
+        if rows.shape[0] == 0:
+            return picked
+        logsumexp = torch.cat([torch.logsumexp(block, dim=-1) for block in rows.split(LOG_PROB_BLOCK_ROWS)])
+        return picked - logsumexp.view(picked.shape)
+
+    blockwise_logprobs._coars_blockwise = True
+    torch_functional.logprobs_from_logits_v2 = blockwise_logprobs
