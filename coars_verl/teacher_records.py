@@ -53,6 +53,30 @@ def teacher_tag(tag: Mapping[str, Any], record: Mapping[str, Any]) -> dict[str, 
     return {**tag, "prompt_len": prompt_len, "seq_len": prompt_len + response_len, "is_padding": False}
 
 
+def teacher_batch_shape(num_records: int, dp_size: int, micro_batch_size: int | None) -> tuple[int, int | None]:
+    """``(records to send, real plus padding; micro-batch size to score them with)``.
+
+    Without dynamic batch sizes verl's engine cuts each data-parallel rank's share into equal
+    micro-batches of ``micro_batch_size`` rows, each padded to its longest row. Sending a multiple of
+    the configured size would turn e.g. 10 records into 16, and the 6 padding rows of the second
+    micro-batch would be computed at the width of its longest real record. Instead each rank gets
+    as many micro-batches as the configured size needs, ``k = ceil(per_rank / micro_batch_size)``,
+    of ``ceil(per_rank / k) <= micro_batch_size`` rows: fewer than ``k`` padding rows per rank, and
+    no micro-batch larger than the configured one. ``micro_batch_size`` None (dynamic batch sizes:
+    micro-batches by tokens) needs only the data-parallel multiple and returns None.
+    """
+    if num_records < 1 or dp_size < 1:
+        raise ValueError(f"teacher_batch_shape: num_records {num_records} and dp_size {dp_size} must be >= 1")
+    per_rank = -(-num_records // dp_size)
+    if micro_batch_size is None:
+        return per_rank * dp_size, None
+    if micro_batch_size < 1:
+        raise ValueError(f"teacher_batch_shape: micro_batch_size {micro_batch_size} must be >= 1")
+    micro_batches = -(-per_rank // micro_batch_size)
+    rows = -(-per_rank // micro_batches)
+    return micro_batches * rows * dp_size, rows
+
+
 def padding_record(template: Mapping[str, Any], eos_token_id: int) -> dict[str, Any]:
     """A no-op record of two tokens (``eos`` prompt, ``eos`` response, masks 0) with ``template``'s
     other fields, to fill the scoring worker's batch multiple. verl's own padding

@@ -68,7 +68,15 @@ from coars_verl.estimator import self_distill_config
 from coars_verl.reward_manager import REWARD_SECONDS_KEY
 from coars_verl.rewards.interaction import RewardConfig
 from coars_verl.teacher_records import SOURCE_FIELDS as TEACHER_SOURCE_FIELDS
-from coars_verl.teacher_records import generation_prompt_ids, padding_record, padding_tag, scoring_order, teacher_record, teacher_tag
+from coars_verl.teacher_records import (
+    generation_prompt_ids,
+    padding_record,
+    padding_tag,
+    scoring_order,
+    teacher_batch_shape,
+    teacher_record,
+    teacher_tag,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -289,11 +297,19 @@ class CoarsPPOTrainer(PPOTrainerSync):
         start = time.perf_counter()
         cfg = self.sd_config
         uids = data.non_tensor_batch["uid"]
+        fetched = None
         if dialogue:
-            stored_prompts = tq.kv_batch_get(keys=batch.keys, partition_id=batch.partition_id, select_fields=["prompts"])["prompts"]
+            wanted_rows = [i for i, w in enumerate(wanted) if w]
+            student_prompts: list[list[int] | None] = [None] * len(wanted)
+            if wanted_rows:  # one read for what the teacher may score: the prompts (alignment check) and the records' fields
+                stored = tq.kv_batch_get(keys=[batch.keys[i] for i in wanted_rows], partition_id=batch.partition_id,
+                                         select_fields=["prompts", *TEACHER_SOURCE_FIELDS])
+                fetched = {i: stored[j] for j, i in enumerate(wanted_rows)}
+                for i, prompt in zip(wanted_rows, stored["prompts"].unbind()):
+                    student_prompts[i] = prompt.tolist()
+            transcripts = [Transcript.from_summary(extra[EXTRA_SUMMARY]) if is_real else None for extra, is_real in zip(extras, real)]
             teacher = batch_teacher_prompts(
-                uids, roles, [extra[EXTRA_SUMMARY] for extra in extras], own_role_scores,
-                [extra[EXTRA_PROMPT_MESSAGES] for extra in extras], [p.tolist() for p in stored_prompts], real,
+                uids, roles, transcripts, own_role_scores, [extra[EXTRA_PROMPT_MESSAGES] for extra in extras], student_prompts, real,
                 self._render_prompt, cfg, memory=self.memory, step=self.global_steps, wanted=wanted, histories=histories,
             )
         else:  # a verl agent loop's samples: the dataset row travels with each sample
@@ -317,7 +333,7 @@ class CoarsPPOTrainer(PPOTrainerSync):
         rows = sorted(teacher.prompts)
         teacher_rows, padding = {}, 0
         if rows:
-            log_probs, padding = self._teacher_log_probs(batch, rows, [teacher.prompts[i] for i in rows], metrics)
+            log_probs, padding = self._teacher_log_probs(batch, rows, [teacher.prompts[i] for i in rows], metrics, fetched)
             teacher_rows = dict(zip(rows, log_probs))
         delta, has_context = self_distill_delta(teacher_rows, data.batch["old_log_probs"], data.batch["response_mask"])
         teacher_tokens = sum(len(teacher.prompts[i]) + batch.tags[i]["response_len"] for i in rows)
@@ -350,19 +366,22 @@ class CoarsPPOTrainer(PPOTrainerSync):
     def _render_prompt(self, messages) -> list[int]:
         return generation_prompt_ids(self.tokenizer, messages, self.config.data.get("apply_chat_template_kwargs", None))
 
-    def _teacher_log_probs(self, batch, rows: list[int], prompts: list[list[int]], metrics: dict) -> tuple[list[torch.Tensor], int]:
+    def _teacher_log_probs(self, batch, rows: list[int], prompts: list[list[int]], metrics: dict, fetched=None) -> tuple[list[torch.Tensor], int]:
         """Log-probs of each row's own response tokens after its teacher prompt (verl's workers), and
-        the number of padding records the scoring worker's batch multiple needed. Logs the time of
-        the worker call (``timing_s/coars_teacher_forward``) apart from the records' way through
-        TransferQueue (``timing_s/coars_teacher_records``)."""
+        the number of padding records the scoring worker's batch multiple needed. ``fetched``: row ->
+        its stored fields, where the caller read them already. Logs the time of the worker call
+        (``timing_s/coars_teacher_forward``) apart from the records' way through TransferQueue
+        (``timing_s/coars_teacher_records``)."""
         start = time.perf_counter()
-        keys = [batch.keys[i] for i in rows]
-        source = tq.kv_batch_get(keys=keys, partition_id=batch.partition_id, select_fields=list(TEACHER_SOURCE_FIELDS))
+        if fetched is None:
+            stored = tq.kv_batch_get(keys=[batch.keys[i] for i in rows], partition_id=batch.partition_id, select_fields=list(TEACHER_SOURCE_FIELDS))
+            fetched = {i: stored[j] for j, i in enumerate(rows)}
         prefix = f"{TEACHER_KEY_PREFIX}{uuid.uuid4().hex}"
-        records = [teacher_record(source[j], prompt) for j, prompt in enumerate(prompts)]
+        records = [teacher_record(fetched[i], prompt) for i, prompt in zip(rows, prompts)]
         tags = [teacher_tag(batch.tags[i], record) for i, record in zip(rows, records)]
         dp_size = self._actor_dp_size()
-        padding = (-len(records)) % (dp_size * self._teacher_micro_batch_size())
+        total, micro_batch_size = teacher_batch_shape(len(records), dp_size, self._teacher_micro_batch_size())
+        padding = total - len(records)
         records += [padding_record(records[0], self.tokenizer.eos_token_id)] * padding
         tags += [padding_tag(tags[0])] * padding
         teacher_keys = [f"{prefix}_{j}_0" for j in range(len(records))]
@@ -370,6 +389,8 @@ class CoarsPPOTrainer(PPOTrainerSync):
         meta = tq.kv_batch_put(keys=[teacher_keys[j] for j in order], partition_id=batch.partition_id,
                                fields=list_of_dict_to_tensordict([records[j] for j in order]), tags=[tags[j] for j in order])
         extra = {"calculate_entropy": False, "compute_loss": False, "temperature": self.config.actor_rollout_ref.rollout.temperature}
+        if micro_batch_size is not None:  # verl's engine takes a per-call size before its configured one
+            extra["micro_batch_size_per_gpu"] = micro_batch_size
         forward_start = time.perf_counter()
         try:
             if self.sd_config.teacher == TEACHER_REFERENCE:
@@ -399,14 +420,15 @@ class CoarsPPOTrainer(PPOTrainerSync):
             worker_group._dispatch_info["actor"] = worker_group._query_dispatch_info("actor")
         return max(worker_group._dispatch_info["actor"]) + 1
 
-    def _teacher_micro_batch_size(self) -> int:
-        """The log-prob micro-batch size of the worker that scores teacher records (1 with dynamic batch sizes)."""
+    def _teacher_micro_batch_size(self) -> int | None:
+        """The configured log-prob micro-batch size of the worker that scores teacher records (None
+        with dynamic batch sizes, or when none is set)."""
         cfg = self.config.actor_rollout_ref
         if self.sd_config.teacher == TEACHER_REFERENCE and not self.ref_in_actor:
             dynamic, micro = cfg.ref.get("log_prob_use_dynamic_bsz", False), cfg.ref.get("log_prob_micro_batch_size_per_gpu")
         else:
             dynamic, micro = cfg.actor.get("use_dynamic_bsz", False), cfg.rollout.get("log_prob_micro_batch_size_per_gpu")
-        return 1 if dynamic or not micro else int(micro)
+        return None if dynamic or not micro else int(micro)
 
     # ------------------------------------------------------------------ rollout dump
     def _log_rollout_data(self, batch, timing_raw: dict, rollout_data_dir: str):

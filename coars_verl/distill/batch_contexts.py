@@ -50,10 +50,10 @@ def role_groups(uids: Sequence[Hashable], roles: Sequence[str], real: Sequence[b
 def batch_teacher_prompts(
     uids: Sequence[Hashable],
     roles: Sequence[str],
-    summaries: Sequence[Mapping[str, Any]],
+    transcripts: Sequence[Transcript | None],
     role_scores: Sequence[float],
     prompt_messages: Sequence[Sequence[Mapping[str, str]]],
-    student_prompts: Sequence[Sequence[int]],
+    student_prompts: Sequence[Sequence[int] | None],
     real: Sequence[bool],
     render: Render,
     cfg: Any,
@@ -65,9 +65,10 @@ def batch_teacher_prompts(
     """Teacher prompt ids for the samples of a batch that have a teacher context.
 
     Args:
-        uids, roles, summaries, role_scores, prompt_messages, student_prompts, real: one entry per
-            sample (B): prompt uid, role, dialogue summary, the sample's own-role reward, the chat
-            messages it was prompted with, the token ids of that prompt, False for verl's padding.
+        uids, roles, transcripts, role_scores, prompt_messages, student_prompts, real: one entry per
+            sample (B): prompt uid, role, its dialogue (None allowed for verl's padding), the sample's
+            own-role reward, the chat messages it was prompted with, the token ids of that prompt
+            (None allowed where not wanted), False for verl's padding.
         render: chat messages -> generation-prompt token ids (the tokenizer's chat template).
         cfg: a ``SelfDistillConfig`` (sources, memory_k, context_max_chars, context_position).
         memory, step: the dialogue memory and the current step (memory source).
@@ -76,7 +77,7 @@ def batch_teacher_prompts(
     """
     out = BatchTeacherPrompts()
     for members in role_groups(uids, roles, real).values():
-        group = [(Transcript.read(summaries[j]), role_scores[j]) for j in members]
+        group = [(transcripts[j], role_scores[j]) for j in members]
         for position, i in enumerate(members):
             if wanted is not None and not wanted[i]:
                 continue

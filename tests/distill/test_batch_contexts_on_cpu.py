@@ -4,6 +4,7 @@ render check, and padding samples left out."""
 import json
 
 from coars_verl.distill.config import SelfDistillConfig
+from coars_verl.dialogue.transcript import Transcript
 from coars_verl.distill.batch_contexts import batch_teacher_prompts, role_groups
 from coars_verl.distill.contexts import build_teacher_context
 
@@ -34,7 +35,8 @@ def test_a_missed_dialogue_learns_from_the_best_sibling_of_its_own_role(miss_sum
     scores = [0.0, 2.0, 1.4, 0.1, 1.0, 1.6]
     messages = [_messages(r, i) for i, r in enumerate(roles)]
     prompts = [render(m) for m in messages]
-    out = batch_teacher_prompts(["p"] * 6, roles, summaries, scores, messages, prompts, [True] * 6, render, cfg)
+    transcripts = [Transcript.from_summary(summary) for summary in summaries]
+    out = batch_teacher_prompts(["p"] * 6, roles, transcripts, scores, messages, prompts, [True] * 6, render, cfg)
 
     rec_group = [(miss_summary, 0.0), (hit_summary, 1.4), (hit_turn1_summary, 1.0)]
     expected_text, _ = build_teacher_context("recommender", miss_summary, ("sibling",), group=rec_group, self_index=0, max_chars=cfg.context_max_chars)
@@ -51,6 +53,7 @@ def test_a_prompt_the_renderer_does_not_reproduce_gets_no_teacher(miss_summary, 
     messages = [_messages(r, i) for i, r in enumerate(roles)]
     prompts = [render(m) for m in messages]
     prompts[1] = prompts[1][:-1]  # stored prompt differs from the rendering of the messages
-    out = batch_teacher_prompts(["p"] * 3, roles, [miss_summary] * 3, [0.0] * 3, messages, prompts, [True, True, False], render, cfg)
+    miss = Transcript.from_summary(miss_summary)
+    out = batch_teacher_prompts(["p"] * 3, roles, [miss, miss, None], [0.0] * 3, messages, prompts, [True, True, False], render, cfg)
     assert sorted(out.prompts) == [0] and out.mismatched == 1  # sample 2 is verl's padding
     assert out.source_counts() == {"hindsight": 1}

@@ -8,6 +8,7 @@ that depends on insertion, a memory restored without histories).
 
 from coars_verl.distill.config import SelfDistillConfig
 from coars_verl.constants import ROLE_RECOMMENDER, ROLE_USER
+from coars_verl.dialogue.transcript import Transcript
 from coars_verl.distill.batch_contexts import batch_teacher_prompts
 from coars_verl.distill.contexts import SOURCE_NEIGHBOR, SOURCES, build_teacher_context, neighbor_context
 from coars_verl.distill.memory import DialogueMemory, compact_record
@@ -103,7 +104,7 @@ def test_the_batch_builder_passes_each_sample_its_own_history(hit_summary, miss_
 
     out = batch_teacher_prompts(
         uids=["p1", "p2"], roles=[ROLE_RECOMMENDER] * 2,
-        summaries=[{**miss_summary, "user_id": "u9"}, {**miss_summary, "user_id": "u8"}], role_scores=[0.0, 0.0],
+        transcripts=[Transcript.from_summary({**miss_summary, "user_id": user}) for user in ("u9", "u8")], role_scores=[0.0, 0.0],
         prompt_messages=[messages, messages], student_prompts=[render(messages)] * 2, real=[True, True],
         render=render, cfg=cfg, memory=memory, step=1, histories=[["i1", "i2"], ["zzz"]],
     )

@@ -8,7 +8,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from coars_verl.algo.advantage import token_delta
 from coars_verl.distill.teacher_prompt import teacher_prompt_ids, with_teacher_context
-from coars_verl.teacher_records import padding_record, padding_tag, scoring_order, teacher_record, teacher_tag
+from coars_verl.teacher_records import padding_record, padding_tag, scoring_order, teacher_batch_shape, teacher_record, teacher_tag
 
 MESSAGES = [{"role": "system", "content": "You are a recommender agent."}, {"role": "user", "content": "Candidates:\n1. Heat\n2. Fargo"}]
 
@@ -139,3 +139,27 @@ def test_padding_records_are_two_masked_tokens_and_the_order_groups_lengths():
     assert sorted(two_ranks) == list(range(6))
     assert all([lengths[j] for j in half] == sorted((lengths[j] for j in half), reverse=True) for half in halves)
     assert abs(sum(lengths[j] for j in halves[0]) - sum(lengths[j] for j in halves[1])) <= 30  # balanced tokens
+
+
+def test_the_teacher_batch_pads_fewer_rows_than_micro_batches_and_never_exceeds_the_configured_size():
+    """10 records, one rank, micro-batch 8: two micro-batches of 5 (no padding row), where a
+    multiple of 8 would send 6 padding rows computed at a real record's width."""
+    assert teacher_batch_shape(10, dp_size=1, micro_batch_size=8) == (10, 5)
+    assert teacher_batch_shape(11, dp_size=1, micro_batch_size=8) == (12, 6)
+    assert teacher_batch_shape(3, dp_size=1, micro_batch_size=8) == (3, 3)
+    assert teacher_batch_shape(17, dp_size=1, micro_batch_size=8) == (18, 6)
+    assert teacher_batch_shape(5, dp_size=2, micro_batch_size=8) == (6, 3)
+    assert teacher_batch_shape(5, dp_size=2, micro_batch_size=None) == (6, None)  # dynamic batch sizes: dp multiple only
+    with pytest.raises(ValueError, match="num_records"):
+        teacher_batch_shape(0, dp_size=1, micro_batch_size=8)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.integers(1, 500), st.integers(1, 8), st.integers(1, 64))
+def test_teacher_batch_shape_properties(num_records, dp_size, micro):
+    total, rows = teacher_batch_shape(num_records, dp_size, micro)
+    per_rank, micro_batches = total // dp_size, total // dp_size // rows
+    assert total >= num_records and total % (dp_size * rows) == 0  # verl's divisibility check passes
+    assert rows <= micro  # no micro-batch larger than the configured one
+    assert micro_batches == -(-(-(-num_records // dp_size)) // micro)  # no more micro-batches than the configured size needs
+    assert per_rank - -(-num_records // dp_size) < micro_batches  # fewer padding rows per rank than micro-batches

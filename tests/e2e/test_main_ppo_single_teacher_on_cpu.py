@@ -10,6 +10,7 @@
 
 import pytest
 from helpers import run_main_ppo
+from coars_verl.teacher_records import teacher_batch_shape
 
 
 def test_the_reference_model_scores_the_students_tokens(tmp_path, primed_model_path, movielens_dir):
@@ -53,5 +54,6 @@ def test_sibling_contexts_are_scored_in_a_padded_teacher_batch(tmp_path, learnin
     with_context = round(step["coars/sd/context_share/sibling"] * samples)
     assert 0 < with_context < samples, step["coars/sd/context_share/sibling"]
     assert step["coars/sd/context_share"] == step["coars/sd/context_share/sibling"]
-    assert step["coars/sd/teacher_padding_records"] == (-with_context) % 16  # the recipe's log-prob micro-batch
+    # the recipe's log-prob micro-batch is 16: as many micro-batches as that needs, of equal size
+    assert step["coars/sd/teacher_padding_records"] == teacher_batch_shape(with_context, dp_size=1, micro_batch_size=16)[0] - with_context
     assert step["coars/sd/all/delta_std"] > 0

@@ -35,7 +35,7 @@ from verl.utils import tensordict_utils as tu  # noqa: E402
 
 from coars_verl.algo.role_batch import self_distill_delta  # noqa: E402
 from coars_verl.distill.teacher_prompt import teacher_prompt_ids  # noqa: E402
-from coars_verl.teacher_records import SOURCE_FIELDS, padding_record, scoring_order, teacher_record  # noqa: E402
+from coars_verl.teacher_records import SOURCE_FIELDS, padding_record, scoring_order, teacher_batch_shape, teacher_record  # noqa: E402
 
 SAMPLES = [  # (student messages, response text, teacher context or "" for none)
     ([{"role": "system", "content": "You recommend."}, {"role": "user", "content": "Candidates: Heat, Up."}],
@@ -69,21 +69,23 @@ def stored_sample(prompt_ids: list[int], response_ids: list[int]) -> dict:
             "position_ids": build_padding_position_ids(None, attention_mask), "response_mask": ones, "loss_mask": ones.clone()}
 
 
-def worker_log_probs(worker, records: list[dict], multiple: int, eos: int) -> list[torch.Tensor]:
-    """Each record's response-token log-probs from the worker, padded to its batch multiple with the
-    trainer's padding records and sent in the trainer's scoring order (longest first)."""
+def worker_log_probs(worker, records: list[dict], micro_batch_size: int, eos: int) -> tuple[list[torch.Tensor], int]:
+    """Each record's response-token log-probs from the worker, and the micro-batch size sent: the
+    trainer's batch shape, padding records and scoring order (longest first)."""
     from verl.workers.utils.padding import response_from_nested
 
-    padded = records + [padding_record(records[0], eos) for _ in range((-len(records)) % multiple)]
+    total, rows = teacher_batch_shape(len(records), dp_size=1, micro_batch_size=micro_batch_size)
+    padded = records + [padding_record(records[0], eos) for _ in range(total - len(records))]
     order = scoring_order([int(r["input_ids"].numel()) for r in padded], dp_size=1)
     assert sorted(order) == list(range(len(padded)))
     td = tu.list_of_dict_to_tensordict([padded[j] for j in order])
-    for key, value in {"calculate_entropy": False, "compute_loss": False, "temperature": 1.0}.items():
+    per_call = {"calculate_entropy": False, "compute_loss": False, "temperature": 1.0, "micro_batch_size_per_gpu": rows}
+    for key, value in per_call.items():
         tu.assign_non_tensor_data(tensor_dict=td, key=key, val=value)
     out = worker.compute_log_prob(td)
     log_probs = response_from_nested(out["log_probs"], td["response_mask"])
     position = {j: k for k, j in enumerate(order)}
-    return [log_probs[position[j], : r["responses"].numel()].float() for j, r in enumerate(records)]
+    return [log_probs[position[j], : r["responses"].numel()].float() for j, r in enumerate(records)], rows
 
 
 def main(model_path: str) -> dict:
@@ -111,8 +113,9 @@ def main(model_path: str) -> dict:
     rows = sorted(teacher_prompts)
     # the trainer fetches only SOURCE_FIELDS of a stored sample to build its teacher record
     fetched = [{k: s[k] for k in SOURCE_FIELDS if k in s} for s in sources]
-    teacher = dict(zip(rows, worker_log_probs(worker, [teacher_record(fetched[i], teacher_prompts[i]) for i in rows], multiple, eos)))
-    student_rows = worker_log_probs(worker, sources, multiple, eos)
+    teacher_log_probs, teacher_micro_batch = worker_log_probs(worker, [teacher_record(fetched[i], teacher_prompts[i]) for i in rows], multiple, eos)
+    teacher = dict(zip(rows, teacher_log_probs))
+    student_rows, _ = worker_log_probs(worker, sources, multiple, eos)
     width = max(s["responses"].numel() for s in sources)
     mask = torch.zeros(len(sources), width)
     student = torch.zeros(len(sources), width)
@@ -141,6 +144,7 @@ def main(model_path: str) -> dict:
         report["response_lengths"].append(n)
         report["teacher_prompt_lengths"].append(len(teacher_prompts[i]))
     report["has_context"] = has_context.tolist()
+    report["teacher_micro_batch"], report["configured_micro_batch"] = teacher_micro_batch, multiple
     report["delta_without_context"] = [delta[i].tolist() for i in range(len(sources)) if i not in teacher]
     torch.distributed.destroy_process_group()
     return report

@@ -1,5 +1,5 @@
-"""The teacher pass through verl's own actor worker (CPU, in a fresh process): the log-probs the
-trainer's teacher records get back are, token by token, those of a plain transformers forward over
+"""The teacher pass through verl's own actor worker (CPU, in a fresh process): sent with the
+trainer's own micro-batch size, the log-probs the trainer's teacher records get back are, token by token, those of a plain transformers forward over
 (teacher prompt + the student's response), for samples of different lengths in one padded batch;
 delta is teacher minus student there and exactly 0 for a sample without context.
 
@@ -20,6 +20,8 @@ def test_teacher_log_probs_from_the_worker_equal_a_direct_forward(tiny_model_pat
     line = next(l for l in proc.stdout.splitlines() if l.startswith("TEACHER_PASS_REPORT "))
     report = json.loads(line.split(" ", 1)[1])
     assert report["rows"] == [0, 2] and report["has_context"] == [True, False, True]
+    # the trainer's per-call micro-batch size (2 rows, no padding) reaches verl's engine in place of the configured one
+    assert report["teacher_micro_batch"] == 2 < report["configured_micro_batch"], report
     assert len(set(report["response_lengths"])) == 2 and len(set(report["teacher_prompt_lengths"])) == 2
     assert report["teacher_max_abs_diff"] < 1e-5, report
     assert report["delta_max_abs_diff"] < 1e-5, report
