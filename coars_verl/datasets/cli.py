@@ -21,17 +21,6 @@ from coars_verl.datasets.loaders import LASTFM_ITEM_POOLS, LASTFM_UNTAGGED_CHOIC
 from coars_verl.datasets.pipeline import format_summary, run_pipeline
 from coars_verl.datasets.protocol import ProtocolConfig
 
-__all__ = [
-    "main_movielens",
-    "main_lastfm",
-    "main_instruments",
-    "main_recbole",
-    "main_learning_task",
-    "protocol_from_args",
-    "add_common_arguments",
-    "detect_format",
-]
-
 
 def _ratios(text: str) -> tuple[float, float, float]:
     parts = text.replace("/", ":").split(":")
@@ -126,6 +115,21 @@ def add_recbole_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--item-field", default=None)
     g.add_argument("--time-field", default=None)
     g.add_argument("--title-field", default=None)
+
+
+def load_recbole_from_args(args: argparse.Namespace, dataset_name: str, encoding: str, title_normalizer: str = "clean") -> LoadedDataset:
+    """:func:`loaders.load_recbole` with the options of :func:`add_recbole_arguments`."""
+    return loaders.load_recbole(
+        args.raw_dir,
+        name=args.recbole_name,
+        dataset_name=dataset_name,
+        user_field=args.user_field,
+        item_field=args.item_field,
+        time_field=args.time_field,
+        title_field=args.title_field,
+        title_normalizer=title_normalizer,
+        encoding=encoding,
+    )
 
 
 def protocol_from_args(args: argparse.Namespace) -> ProtocolConfig:
@@ -229,17 +233,7 @@ def main_movielens(argv: Sequence[str] | None = None) -> int:
     def load() -> LoadedDataset:
         fmt, variant = resolve()
         if fmt == "recbole":
-            data = loaders.load_recbole(
-                args.raw_dir,
-                name=args.recbole_name,
-                dataset_name="movielens",
-                user_field=args.user_field,
-                item_field=args.item_field,
-                time_field=args.time_field,
-                title_field=args.title_field,
-                title_normalizer="movielens",
-                encoding=_enc(args, "utf-8"),
-            )
+            data = load_recbole_from_args(args, "movielens", _enc(args, "utf-8"), title_normalizer="movielens")
             stem = data.files[0][: -len(".inter")].lower()
             v = variant if variant != "auto" else stem
             data.name = {"ml-100k": "movielens-100k", "ml-1m": "movielens-1m"}.get(v, "movielens")
@@ -291,16 +285,7 @@ def main_lastfm(argv: Sequence[str] | None = None) -> int:
                 args.raw_dir, [("raw", ("user_artists.dat",), None), ("recbole", (), "*.inter")], "LastFM"
             )
         if fmt == "recbole":
-            return loaders.load_recbole(
-                args.raw_dir,
-                name=args.recbole_name,
-                dataset_name="lastfm",
-                user_field=args.user_field,
-                item_field=args.item_field,
-                time_field=args.time_field,
-                title_field=args.title_field,
-                encoding=_enc(args, "utf-8"),
-            )
+            return load_recbole_from_args(args, "lastfm", _enc(args, "utf-8"))
         return loaders.load_lastfm(args.raw_dir, untagged=args.untagged, encoding=_enc(args, "utf-8"), item_pool=args.item_pool)
 
     def key() -> str:
@@ -346,16 +331,7 @@ def main_instruments(argv: Sequence[str] | None = None) -> int:
             return loaders.load_amazon2023(args.raw_dir, encoding=enc, quiet=args.quiet)
         if fmt == "lcrec":
             return loaders.load_lcrec(args.raw_dir, name=args.lcrec_name, encoding=enc)
-        return loaders.load_recbole(
-            args.raw_dir,
-            name=args.recbole_name,
-            dataset_name="instruments",
-            user_field=args.user_field,
-            item_field=args.item_field,
-            time_field=args.time_field,
-            title_field=args.title_field,
-            encoding=enc,
-        )
+        return load_recbole_from_args(args, "instruments", enc)
 
     def key() -> str:
         if args.format == "auto":
@@ -384,17 +360,7 @@ def main_recbole(argv: Sequence[str] | None = None) -> int:
     args = recbole_parser().parse_args(argv)
 
     def load() -> LoadedDataset:
-        data = loaders.load_recbole(
-            args.raw_dir,
-            name=args.recbole_name,
-            dataset_name="recbole",
-            user_field=args.user_field,
-            item_field=args.item_field,
-            time_field=args.time_field,
-            title_field=args.title_field,
-            title_normalizer=args.title_normalizer,
-            encoding=_enc(args, "utf-8"),
-        )
+        data = load_recbole_from_args(args, "recbole", _enc(args, "utf-8"), title_normalizer=args.title_normalizer)
         if not args.name:
             data.name = data.files[0][: -len(".inter")].lower()
         return data

@@ -13,8 +13,6 @@ from typing import Sequence
 from coars_verl.datasets.errors import DataFormatError
 from coars_verl.datasets.progress import progress
 
-__all__ = ["Download", "DOWNLOADS", "MANUAL_SOURCES", "download", "DownloadError"]
-
 
 class DownloadError(RuntimeError):
     pass

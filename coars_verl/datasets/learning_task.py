@@ -37,7 +37,6 @@ import numpy as np
 from coars_verl.datasets.errors import DropCounter
 from coars_verl.datasets.protocol import SPLITS, Prepared, ProtocolConfig, SplitSamples, UserSimSet
 
-__all__ = ["GENRE_WORDS", "NOUN_WORDS", "LearningTaskConfig", "generate"]
 
 DATASET_NAME = "learning"
 FORMAT = "synthetic"

@@ -48,7 +48,6 @@ from coars_verl.datasets.errors import DataFormatError, DropCounter
 from coars_verl.datasets.protocol import SPLITS, Prepared, ProtocolConfig, SplitSamples, UserSimSet
 from coars_verl.datasets.titles import disambiguate_titles
 
-__all__ = ["LlaraImportConfig", "SPLIT_FILES", "import_llara", "draw_candidates", "read_titles"]
 
 FORMAT = "llara"
 SPLIT_FILES = {"train": "train_data.df", "valid": "Val_data.df", "test": "Test_data.df"}

@@ -35,17 +35,6 @@ from coars_verl.datasets.textio import (
 )
 from coars_verl.datasets.titles import clean_title, normalize_movielens_title
 
-__all__ = [
-    "LoadedDataset",
-    "load_movielens_100k",
-    "load_movielens_1m",
-    "load_lastfm",
-    "load_amazon2018",
-    "load_amazon2023",
-    "load_lcrec",
-    "load_recbole",
-    "LASTFM_UNTAGGED_CHOICES",
-]
 
 LASTFM_UNTAGGED_CHOICES = ("after", "before", "drop")
 LASTFM_ITEM_POOLS = ("all", "tagged")
@@ -126,16 +115,53 @@ def _movielens_items(ids, raw_titles) -> pd.DataFrame:
     return _items(ids, [t for t, _ in norm], [y for _, y in norm])
 
 
-def _validate_optional_users(
-    raw_dir, name: str, files: list[str], drops: DropCounter, *, what: str, **read_options
-) -> dict[str, int]:
+@dataclass(frozen=True)
+class DelimitedTable:
+    """One raw text file of a dataset and how :func:`read_delimited` reads it: separator, columns,
+    typed columns, and whether its first line must name the columns (``header``)."""
+
+    sep: str
+    columns: tuple[str, ...]
+    what: str
+    """The file's description in error messages."""
+    int_columns: tuple[str, ...] = ()
+    float_columns: tuple[str, ...] = ()
+    header: bool = False
+
+    def read(self, path: Path, encoding: str, drops: DropCounter) -> pd.DataFrame:
+        return read_delimited(
+            path, sep=self.sep, columns=list(self.columns), header=list(self.columns) if self.header else None,
+            header_mode="exact" if self.header else "none", encoding=encoding, int_columns=list(self.int_columns),
+            float_columns=list(self.float_columns), what=self.what, drops=drops,
+        )
+
+
+RATINGS = ("user_id", "item_id", "rating", "timestamp")
+RATING_INTS = ("user_id", "item_id", "timestamp")
+ML100K_RATINGS = DelimitedTable("\t", RATINGS, "ml-100k ratings (user id, item id, rating, timestamp)", RATING_INTS, ("rating",))
+ML100K_ITEMS = DelimitedTable("|", ("item_id", "title", "release_date", "video_release_date", "imdb_url") + tuple(f"g{i}" for i in range(19)),
+                              "ml-100k items (24 '|'-separated fields: id, title, dates, URL, 19 genre flags)", ("item_id",))
+ML100K_USERS = DelimitedTable("|", ("user_id", "age", "gender", "occupation", "zip"), "ml-100k users (id|age|gender|occupation|zip)", ("user_id", "age"))
+ML1M_RATINGS = DelimitedTable("::", RATINGS, "ml-1m ratings (UserID::MovieID::Rating::Timestamp)", RATING_INTS, ("rating",))
+ML1M_MOVIES = DelimitedTable("::", ("item_id", "title", "genres"), "ml-1m movies (MovieID::Title::Genres)", ("item_id",))
+ML1M_USERS = DelimitedTable("::", ("user_id", "gender", "age", "occupation", "zip"), "ml-1m users (UserID::Gender::Age::Occupation::Zip-code)",
+                            ("user_id", "age", "occupation"))
+_USER_ARTISTS, _ARTISTS = ("userID", "artistID", "weight"), ("id", "name", "url", "pictureURL")
+LASTFM_USER_ARTISTS = DelimitedTable("\t", _USER_ARTISTS, "LastFM user_artists.dat (userID, artistID, weight)", _USER_ARTISTS, header=True)
+LASTFM_ARTISTS = DelimitedTable("\t", _ARTISTS, "LastFM artists.dat (id, name, url, pictureURL)", ("id",), header=True)
+_TAG_TIMES, _TAG_DATES = ("userID", "artistID", "tagID", "timestamp"), ("userID", "artistID", "tagID", "day", "month", "year")
+LASTFM_TAG_TIMESTAMPS = DelimitedTable("\t", _TAG_TIMES, "LastFM user_taggedartists-timestamps.dat", _TAG_TIMES, header=True)
+LASTFM_TAG_DATES = DelimitedTable("\t", _TAG_DATES, "LastFM user_taggedartists.dat", _TAG_DATES, header=True)
+
+
+def _validate_optional_users(raw_dir, name: str, table: DelimitedTable, files: list[str], drops: DropCounter, encoding: str) -> dict[str, int]:
     """Read the optional users file ``name`` when present, so that a malformed one is reported;
     append it to ``files`` and return its row count as an extra statistic (``{}`` when absent)."""
     try:
         path = find_file(raw_dir, [name], name)
     except DataFormatError:
         return {}
-    users = read_delimited(path, what=what, drops=drops, **read_options)
+    users = table.read(path, encoding, drops)
     files.append(path.name)
     return {"user_file_rows": len(users)}
 
@@ -144,70 +170,25 @@ def load_movielens_100k(raw_dir: str | os.PathLike, encoding: str = "latin-1") -
     """ml-100k: ``u.data`` (tab: user, item, rating, timestamp), ``u.item`` ('|', 24 fields,
     latin-1), optional ``u.user`` ('|': user, age, gender, occupation, zip). Every rating counts as
     an interaction (implicit feedback)."""
-    drops = DropCounter()
-    data_p = find_file(raw_dir, ["u.data"], "MovieLens ml-100k ratings (u.data)")
-    item_p = find_file(raw_dir, ["u.item"], "MovieLens ml-100k items (u.item)")
-    r = read_delimited(
-        data_p,
-        sep="\t",
-        columns=["user_id", "item_id", "rating", "timestamp"],
-        encoding=encoding,
-        int_columns=["user_id", "item_id", "timestamp"],
-        float_columns=["rating"],
-        what="ml-100k ratings (user id, item id, rating, timestamp)",
-        drops=drops,
-    )
-    item_cols = ["item_id", "title", "release_date", "video_release_date", "imdb_url"] + [f"g{i}" for i in range(19)]
-    it = read_delimited(
-        item_p,
-        sep="|",
-        columns=item_cols,
-        encoding=encoding,
-        int_columns=["item_id"],
-        what="ml-100k items (24 '|'-separated fields: id, title, dates, URL, 19 genre flags)",
-        drops=drops,
-    )
-    files = [data_p.name, item_p.name]
-    extra = _validate_optional_users(
-        raw_dir, "u.user", files, drops, sep="|", encoding=encoding,
-        columns=["user_id", "age", "gender", "occupation", "zip"], int_columns=["user_id", "age"],
-        what="ml-100k users (id|age|gender|occupation|zip)",
-    )
-    return _movielens_dataset("movielens-100k", "ml-100k", r, it, drops, files, extra)
+    return _load_movielens(raw_dir, encoding, "movielens-100k", "ml-100k", ("u.data", "ratings", ML100K_RATINGS),
+                           ("u.item", "items", ML100K_ITEMS), ("u.user", ML100K_USERS))
 
 
 def load_movielens_1m(raw_dir: str | os.PathLike, encoding: str = "latin-1") -> LoadedDataset:
     """ml-1m: ``ratings.dat`` (user::item::rating::timestamp), ``movies.dat`` (id::title::genres,
     latin-1), optional ``users.dat`` (id::gender::age::occupation::zip)."""
+    return _load_movielens(raw_dir, encoding, "movielens-1m", "ml-1m", ("ratings.dat", "ratings", ML1M_RATINGS),
+                           ("movies.dat", "movies", ML1M_MOVIES), ("users.dat", ML1M_USERS))
+
+
+def _load_movielens(raw_dir, encoding: str, name: str, variant: str, ratings: tuple, items: tuple, users: tuple) -> LoadedDataset:
+    """Both MovieLens releases: ``ratings`` and ``items`` are ``(file, what it holds, table)``, ``users`` ``(file, table)``."""
     drops = DropCounter()
-    rat_p = find_file(raw_dir, ["ratings.dat"], "MovieLens ml-1m ratings (ratings.dat)")
-    mov_p = find_file(raw_dir, ["movies.dat"], "MovieLens ml-1m movies (movies.dat)")
-    r = read_delimited(
-        rat_p,
-        sep="::",
-        columns=["user_id", "item_id", "rating", "timestamp"],
-        encoding=encoding,
-        int_columns=["user_id", "item_id", "timestamp"],
-        float_columns=["rating"],
-        what="ml-1m ratings (UserID::MovieID::Rating::Timestamp)",
-        drops=drops,
-    )
-    m = read_delimited(
-        mov_p,
-        sep="::",
-        columns=["item_id", "title", "genres"],
-        encoding=encoding,
-        int_columns=["item_id"],
-        what="ml-1m movies (MovieID::Title::Genres)",
-        drops=drops,
-    )
-    files = [rat_p.name, mov_p.name]
-    extra = _validate_optional_users(
-        raw_dir, "users.dat", files, drops, sep="::", encoding=encoding,
-        columns=["user_id", "gender", "age", "occupation", "zip"], int_columns=["user_id", "age", "occupation"],
-        what="ml-1m users (UserID::Gender::Age::Occupation::Zip-code)",
-    )
-    return _movielens_dataset("movielens-1m", "ml-1m", r, m, drops, files, extra)
+    paths = [find_file(raw_dir, [file], f"MovieLens {variant} {kind} ({file})") for file, kind, _ in (ratings, items)]
+    ratings_df, items_df = (table.read(path, encoding, drops) for path, (_, _, table) in zip(paths, (ratings, items)))
+    files = [path.name for path in paths]
+    extra = _validate_optional_users(raw_dir, users[0], users[1], files, drops, encoding)
+    return _movielens_dataset(name, variant, ratings_df, items_df, drops, files, extra)
 
 
 def _movielens_dataset(name: str, variant: str, ratings, movies, drops: DropCounter, files: list[str], extra: dict) -> LoadedDataset:
@@ -248,28 +229,8 @@ def load_lastfm(raw_dir: str | os.PathLike, untagged: str = "after", encoding: s
     drops = DropCounter()
     ua_p = find_file(raw_dir, ["user_artists.dat"], "LastFM user-artist play counts (user_artists.dat)")
     ar_p = find_file(raw_dir, ["artists.dat"], "LastFM artists (artists.dat)")
-    ua = read_delimited(
-        ua_p,
-        sep="\t",
-        columns=["userID", "artistID", "weight"],
-        header=["userID", "artistID", "weight"],
-        header_mode="exact",
-        encoding=encoding,
-        int_columns=["userID", "artistID", "weight"],
-        what="LastFM user_artists.dat (userID, artistID, weight)",
-        drops=drops,
-    )
-    ar = read_delimited(
-        ar_p,
-        sep="\t",
-        columns=["id", "name", "url", "pictureURL"],
-        header=["id", "name", "url", "pictureURL"],
-        header_mode="exact",
-        encoding=encoding,
-        int_columns=["id"],
-        what="LastFM artists.dat (id, name, url, pictureURL)",
-        drops=drops,
-    )
+    ua = LASTFM_USER_ARTISTS.read(ua_p, encoding, drops)
+    ar = LASTFM_ARTISTS.read(ar_p, encoding, drops)
     files = [ua_p.name, ar_p.name]
     info: dict[str, Any] = {"untagged": untagged, "item_pool": item_pool}
     tag_p = None
@@ -288,33 +249,11 @@ def load_lastfm(raw_dir: str | os.PathLike, untagged: str = "after", encoding: s
         )
     files.append(tag_p.name)
     if tag_kind == "timestamps":
-        cols = ["userID", "artistID", "tagID", "timestamp"]
-        tg = read_delimited(
-            tag_p,
-            sep="\t",
-            columns=cols,
-            header=cols,
-            header_mode="exact",
-            encoding=encoding,
-            int_columns=cols,
-            what="LastFM user_taggedartists-timestamps.dat",
-            drops=drops,
-        )
+        tg = LASTFM_TAG_TIMESTAMPS.read(tag_p, encoding, drops)
         tg_time = tg["timestamp"].to_numpy(dtype=np.float64)
         info["order_source"] = "user_taggedartists-timestamps.dat (earliest tag timestamp, ms)"
     else:
-        cols = ["userID", "artistID", "tagID", "day", "month", "year"]
-        tg = read_delimited(
-            tag_p,
-            sep="\t",
-            columns=cols,
-            header=cols,
-            header_mode="exact",
-            encoding=encoding,
-            int_columns=cols,
-            what="LastFM user_taggedartists.dat",
-            drops=drops,
-        )
+        tg = LASTFM_TAG_DATES.read(tag_p, encoding, drops)
         dt = pd.to_datetime(pd.DataFrame({"year": tg["year"], "month": tg["month"], "day": tg["day"]}), errors="coerce")
         bad = dt.isna().to_numpy()
         if bad.any():
@@ -422,89 +361,54 @@ def _read_amazon_meta(
     return _items(np.array(ids, dtype=object), titles)
 
 
+@dataclass(frozen=True)
+class AmazonRelease:
+    """Where one Amazon Reviews release keeps the Musical Instruments files and what their keys are."""
+
+    name: str
+    year: int
+    reviews: tuple[str, ...]
+    reviews_label: str
+    metadata: tuple[str, ...]
+    user_key: str
+    item_key: str
+    time_key: str
+    order: str
+
+
+AMAZON_2018 = AmazonRelease("amazon2018", 2018, ("Musical_Instruments_5.json", "Musical_Instruments_5.json.gz"),
+                            "Musical Instruments 5-core reviews", ("meta_Musical_Instruments.json", "meta_Musical_Instruments.json.gz"),
+                            "reviewerID", "asin", "unixReviewTime", "unixReviewTime, ties by item id")
+AMAZON_2023 = AmazonRelease("amazon2023", 2023, ("Musical_Instruments.jsonl", "Musical_Instruments.jsonl.gz"),
+                            "Musical Instruments reviews", ("meta_Musical_Instruments.jsonl", "meta_Musical_Instruments.jsonl.gz"),
+                            "user_id", "parent_asin", "timestamp", "timestamp (ms), ties by item id")
+
+
 def load_amazon2018(raw_dir: str | os.PathLike, encoding: str = "utf-8", quiet: bool = False) -> LoadedDataset:
     """Amazon Reviews 2018 (Ni et al.): ``Musical_Instruments_5.json(.gz)`` (5-core reviews:
     reviewerID, asin, unixReviewTime) and ``meta_Musical_Instruments.json(.gz)`` (asin, title).
     Only metadata of reviewed items is kept; the catalog count is of those."""
-    rev_p = find_file(
-        raw_dir,
-        ["Musical_Instruments_5.json", "Musical_Instruments_5.json.gz"],
-        "Amazon 2018 Musical Instruments 5-core reviews",
-    )
-    meta_p = find_file(
-        raw_dir,
-        ["meta_Musical_Instruments.json", "meta_Musical_Instruments.json.gz"],
-        "Amazon 2018 Musical Instruments metadata",
-    )
-    drops = DropCounter()
-    inter = _read_amazon_reviews(
-        rev_p,
-        "reviewerID",
-        "asin",
-        "unixReviewTime",
-        "Amazon 2018 review (JSON with reviewerID, asin, unixReviewTime)",
-        encoding,
-        quiet,
-    )
-    items = _read_amazon_meta(
-        meta_p, "asin", "Amazon 2018 metadata (JSON with asin, title)", encoding, quiet, set(inter["item_id"].unique())
-    )
-    items = _dedupe_items(items, drops)
-    return LoadedDataset(
-        "instruments",
-        "amazon2018",
-        inter,
-        items,
-        drops,
-        _raw_stats(inter, len(items)),
-        [rev_p.name, meta_p.name],
-        {"order": "unixReviewTime, ties by item id", "item_id": "asin"},
-    )
+    return _load_amazon(raw_dir, AMAZON_2018, encoding, quiet)
 
 
 def load_amazon2023(raw_dir: str | os.PathLike, encoding: str = "utf-8", quiet: bool = False) -> LoadedDataset:
     """Amazon Reviews 2023 (Hou et al.): ``Musical_Instruments.jsonl(.gz)`` (user_id, parent_asin,
     timestamp in ms) and ``meta_Musical_Instruments.jsonl(.gz)`` (parent_asin, title). Items are
     parent_asin (the key of the metadata)."""
-    rev_p = find_file(
-        raw_dir,
-        ["Musical_Instruments.jsonl", "Musical_Instruments.jsonl.gz"],
-        "Amazon 2023 Musical Instruments reviews",
-    )
-    meta_p = find_file(
-        raw_dir,
-        ["meta_Musical_Instruments.jsonl", "meta_Musical_Instruments.jsonl.gz"],
-        "Amazon 2023 Musical Instruments metadata",
-    )
+    return _load_amazon(raw_dir, AMAZON_2023, encoding, quiet)
+
+
+def _load_amazon(raw_dir, release: AmazonRelease, encoding: str, quiet: bool) -> LoadedDataset:
+    rev_p = find_file(raw_dir, list(release.reviews), f"Amazon {release.year} {release.reviews_label}")
+    meta_p = find_file(raw_dir, list(release.metadata), f"Amazon {release.year} Musical Instruments metadata")
     drops = DropCounter()
-    inter = _read_amazon_reviews(
-        rev_p,
-        "user_id",
-        "parent_asin",
-        "timestamp",
-        "Amazon 2023 review (JSON with user_id, parent_asin, timestamp)",
-        encoding,
-        quiet,
-    )
-    items = _read_amazon_meta(
-        meta_p,
-        "parent_asin",
-        "Amazon 2023 metadata (JSON with parent_asin, title)",
-        encoding,
-        quiet,
-        set(inter["item_id"].unique()),
-    )
+    keys = (release.user_key, release.item_key, release.time_key)
+    inter = _read_amazon_reviews(rev_p, *keys, f"Amazon {release.year} review (JSON with {', '.join(keys)})", encoding, quiet)
+    items = _read_amazon_meta(meta_p, release.item_key, f"Amazon {release.year} metadata (JSON with {release.item_key}, title)",
+                              encoding, quiet, set(inter["item_id"].unique()))
     items = _dedupe_items(items, drops)
-    return LoadedDataset(
-        "instruments",
-        "amazon2023",
-        inter,
-        items,
-        drops,
-        _raw_stats(inter, len(items)),
-        [rev_p.name, meta_p.name],
-        {"order": "timestamp (ms), ties by item id", "item_id": "parent_asin"},
-    )
+    return LoadedDataset("instruments", release.name, inter, items, drops, _raw_stats(inter, len(items)), [rev_p.name, meta_p.name],
+                         {"order": release.order, "item_id": release.item_key})
 
 
 def load_lcrec(raw_dir: str | os.PathLike, name: str = "Instruments", encoding: str = "utf-8") -> LoadedDataset:

@@ -13,7 +13,6 @@ from coars_verl.datasets.protocol import SPLITS, Prepared, ProtocolConfig, prepa
 from coars_verl.datasets.schema import data_source_for, items_table, sample_table, user_sim_table
 from coars_verl.datasets.writer import GENERATOR, atomic_output_dir, write_json, write_parquet
 
-__all__ = ["write_outputs", "run_pipeline", "format_summary", "STATS_VERSION", "OUTPUT_FILES"]
 
 STATS_VERSION = 1
 OUTPUT_FILES = (

@@ -37,17 +37,6 @@ from coars_verl.datasets.loaders import LoadedDataset
 from coars_verl.datasets.progress import progress
 from coars_verl.datasets.titles import disambiguate_titles
 
-__all__ = [
-    "ProtocolConfig",
-    "Prepared",
-    "SplitSamples",
-    "UserSimSet",
-    "prepare",
-    "natural_order",
-    "sample_negatives",
-    "InteractionSet",
-    "SPLITS",
-]
 
 SPLITS = ("train", "valid", "test")
 

@@ -35,15 +35,6 @@ from coars_verl.datasets.progress import progress
 from coars_verl.datasets.protocol import Prepared, SplitSamples, UserSimSet
 from coars_verl.dialogue.prompts import recommender_initial_messages
 
-__all__ = [
-    "SAMPLE_SCHEMA",
-    "USER_SIM_SCHEMA",
-    "ITEMS_SCHEMA",
-    "sample_table",
-    "user_sim_table",
-    "items_table",
-    "data_source_for",
-]
 
 _STR_LIST = pa.list_(pa.string())
 MESSAGE = pa.struct([("role", pa.string()), ("content", pa.string())])

@@ -22,15 +22,6 @@ import pandas as pd
 from coars_verl.datasets.errors import DataFormatError, DropCounter
 from coars_verl.datasets.progress import progress
 
-__all__ = [
-    "find_file",
-    "read_bytes",
-    "decode_text",
-    "read_delimited",
-    "iter_json_lines",
-    "load_json_file",
-    "check_encoding",
-]
 
 _SUBST_SEP = "\x1f"  # stands in for multi-character separators such as MovieLens-1M's "::"
 

@@ -13,7 +13,6 @@ from typing import Iterable
 import numpy as np
 import pandas as pd
 
-__all__ = ["clean_title", "normalize_movielens_title", "disambiguate_titles", "MISSING_TITLES"]
 
 _WS = re.compile(r"\s+")
 _TAG = re.compile(r"<[^>]{0,200}>")

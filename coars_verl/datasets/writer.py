@@ -22,7 +22,6 @@ from typing import Any, Iterator
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-__all__ = ["atomic_write_bytes", "write_parquet", "write_json", "atomic_output_dir", "OUTPUT_MARKER", "PARQUET_OPTIONS"]
 
 OUTPUT_MARKER = "stats.json"
 """A folder holding this file (with generator == GENERATOR) is ours and may be replaced."""

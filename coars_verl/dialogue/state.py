@@ -44,16 +44,8 @@ from coars_verl.dialogue.prompts import (
     user_initial_messages,
     validate_templates,
 )
+from coars_verl.dialogue.transcript import DECISION_NO, DECISION_YES, END_ACCEPTED, END_MAX_TURNS, Transcript, TurnRecord
 from coars_verl.utils.config_reader import read_section
-from coars_verl.dialogue.transcript import (
-    DECISION_NO,
-    DECISION_NONE,
-    DECISION_YES,
-    END_ACCEPTED,
-    END_MAX_TURNS,
-    Transcript,
-    TurnRecord,
-)
 
 # --------------------------------------------------------------------------------------------------
 # The sample
@@ -461,14 +453,3 @@ def _merge_user_messages(messages: list[dict[str, str]]) -> list[dict[str, str]]
     return merged
 
 
-__all__ = [
-    "DECISION_NO",
-    "DECISION_NONE",
-    "DECISION_YES",
-    "Dialogue",
-    "DialogueConfig",
-    "DialogueProtocolError",
-    "DialogueSample",
-    "TurnEvent",
-    "TurnOutcome",
-]
