@@ -12,6 +12,7 @@ that the renderer does not reproduce cannot be aligned safely.
 
 from __future__ import annotations
 
+import json
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import Any, Callable, Hashable, Mapping, Sequence
@@ -35,6 +36,20 @@ class BatchTeacherPrompts:
 
     def source_counts(self) -> Counter:
         return Counter(self.sources.values())
+
+
+def rendered_once(render: Render) -> Render:
+    """``render`` remembering its results by the messages' content, for one batch: the samples of a
+    recommender group share their prompt, and with the memory source their teacher prompt too."""
+    cache: dict[str, list[int]] = {}
+
+    def cached(messages: list[dict[str, str]]) -> list[int]:
+        key = json.dumps(list(messages), sort_keys=True, default=str)
+        if key not in cache:
+            cache[key] = list(render(messages))
+        return cache[key]
+
+    return cached
 
 
 def role_groups(uids: Sequence[Hashable], roles: Sequence[str], real: Sequence[bool]) -> dict[tuple, list[int]]:
@@ -75,7 +90,7 @@ def batch_teacher_prompts(
         wanted: the samples whose credit can use a teacher (None: all); the others are still siblings.
         histories: each sample's user's history item ids (neighbor source; None: no neighbours).
     """
-    out = BatchTeacherPrompts()
+    out, render = BatchTeacherPrompts(), rendered_once(render)
     for members in role_groups(uids, roles, real).values():
         group = [(transcripts[j], role_scores[j]) for j in members]
         for position, i in enumerate(members):
@@ -115,7 +130,7 @@ def single_turn_teacher_prompts(
             store and the current step (only earlier steps are shown).
         wanted: the samples whose credit can use a teacher (None: all); the others are still siblings.
     """
-    out = BatchTeacherPrompts()
+    out, render = BatchTeacherPrompts(), rendered_once(render)
     for members in role_groups(uids, ["single"] * len(uids), real).values():
         group_responses, group_scores = [responses[j] for j in members], [scores[j] for j in members]
         for position, i in enumerate(members):

@@ -57,3 +57,24 @@ def test_a_prompt_the_renderer_does_not_reproduce_gets_no_teacher(miss_summary, 
     out = batch_teacher_prompts(["p"] * 3, roles, [miss, miss, None], [0.0] * 3, messages, prompts, [True, True, False], render, cfg)
     assert sorted(out.prompts) == [0] and out.mismatched == 1  # sample 2 is verl's padding
     assert out.source_counts() == {"hindsight": 1}
+
+
+def test_a_prompt_shared_by_samples_is_rendered_once(miss_summary):
+    """Three recommender samples of one group share their prompt and (hindsight of the same dialogue)
+    their teacher prompt: one rendering each, with the same ids as rendering every time."""
+    cfg = SelfDistillConfig(sources=("hindsight",))
+    calls = []
+
+    def counting_render(messages):
+        calls.append(messages)
+        return render(messages)
+
+    messages = [_messages("recommender", 0)] * 3
+    miss = Transcript.from_summary(miss_summary)
+    out = batch_teacher_prompts(["p"] * 3, ["recommender"] * 3, [miss] * 3, [0.0] * 3, messages, [render(messages[0])] * 3,
+                                [True] * 3, counting_render, cfg)
+    assert sorted(out.prompts) == [0, 1, 2] and out.prompts[0] == out.prompts[2]
+    assert len(calls) == 2  # the student prompt (alignment check) and the teacher prompt, once each
+    uncached = batch_teacher_prompts(["p"] * 3, ["recommender"] * 3, [miss] * 3, [0.0] * 3, messages, [render(messages[0])] * 3,
+                                     [True] * 3, render, cfg)
+    assert uncached.prompts == out.prompts
