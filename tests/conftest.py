@@ -35,7 +35,7 @@ def primed_model_path(model_cache) -> Path:
 @pytest.fixture(scope="session")
 def movielens_dir(tmp_path_factory) -> Path:
     """ml-100k (shipped in the recbole package) prepared by data_prep, once per session."""
-    from coars_verl.demo import movielens_100k_from_recbole, prepare_movielens
+    from coars_verl.demo import prepare_movielens
 
     return prepare_movielens(tmp_path_factory.mktemp("data") / "movielens-100k")
 

@@ -14,7 +14,6 @@ import json
 import sys
 import tempfile
 import threading
-import time
 from pathlib import Path
 
 import pandas as pd

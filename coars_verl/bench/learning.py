@@ -90,13 +90,17 @@ class Preset:
     """Sizes of one benchmark run (task, start model, training, evaluation)."""
 
     steps: int
+    """Training steps (GRPO updates) of each variant."""
     eval_every: int
+    """Held-out evaluation every this many steps (and at step 0)."""
     train_users: int = 2000
     test_users: int = 64
     num_candidates: int = 10
     cold_start_steps: int = 500
+    """Supervised steps of the cold start on logged dialogues (the start model every variant shares)."""
     cold_start_lr: float = 2e-3
     logged_hit_rate: float = 0.3
+    """Share of the cold start's logged dialogues that recommend the target."""
     logged_valid_mistake_rate: float = 0.0
     """Share of the cold start's logged mistakes that are candidates the user rejects (0: all repeats)."""
     prompts_per_step: int = 8
@@ -106,7 +110,9 @@ class Preset:
     lr: float = 2e-4
     max_turns: int = 3
     max_tokens: int = 24
+    """Per turn, for both agents."""
     eval_users: int = 32
+    """Test users evaluated at each evaluation point (of ``test_users``)."""
 
 
 PRESETS = {

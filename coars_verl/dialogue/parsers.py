@@ -85,8 +85,18 @@ class AnswerError(str, Enum):
     """A bug in this module, caught so that a rollout never crashes on model text (logged)."""
 
 
+class _Checked:
+    """What both parsed answers share: ``error`` None means the answer counts."""
+
+    error: AnswerError | None
+
+    @property
+    def valid(self) -> bool:
+        return self.error is None
+
+
 @dataclass(frozen=True)
-class RecommendationAnswer:
+class RecommendationAnswer(_Checked):
     """A parsed recommender answer.
 
     ``item_index`` (0-based) and ``item_title`` are set whenever the answer names exactly one
@@ -102,13 +112,9 @@ class RecommendationAnswer:
     problem: str
     """Plain-words explanation for the agent; empty when valid."""
 
-    @property
-    def valid(self) -> bool:
-        return self.error is None
-
 
 @dataclass(frozen=True)
-class DecisionAnswer:
+class DecisionAnswer(_Checked):
     """A parsed user-agent answer. ``decision`` is True for yes, False for no, None when unparsable."""
 
     decision: bool | None
@@ -116,10 +122,6 @@ class DecisionAnswer:
     reason: str
     error: AnswerError | None
     problem: str
-
-    @property
-    def valid(self) -> bool:
-        return self.error is None
 
     @property
     def accepted(self) -> bool:

@@ -221,21 +221,13 @@ USER_SOURCES = (SOURCE_MEMORY, SOURCE_NEIGHBOR)
 Reflexion-style baseline uses them too."""
 
 
-def user_source_context(
-    role: str,
-    source: str,
-    user_id: Any,
-    memory: Any,
-    history: Sequence[Any] | None,
-    k: int = DEFAULT_MEMORY_K,
-    before_step: int | None = None,
-    max_chars: int | None = DEFAULT_MAX_CHARS,
-) -> str | None:
-    """:func:`memory_context` or :func:`neighbor_context` (``source`` one of :data:`USER_SOURCES`)."""
+def user_source_context(role: str, source: str, user_id: Any, memory: Any, history: Sequence[Any] | None, **options: Any) -> str | None:
+    """:func:`memory_context` or :func:`neighbor_context` (``source`` one of :data:`USER_SOURCES`);
+    ``options`` are theirs (``k``, ``before_step``, ``max_chars``)."""
     if source == SOURCE_MEMORY:
-        return memory_context(role, user_id, memory, k=k, before_step=before_step, max_chars=max_chars)
+        return memory_context(role, user_id, memory, **options)
     if source == SOURCE_NEIGHBOR:
-        return neighbor_context(role, user_id, memory, history, k=k, before_step=before_step, max_chars=max_chars)
+        return neighbor_context(role, user_id, memory, history, **options)
     raise ValueError(f"{source!r} is not a user source; expected one of {USER_SOURCES}")
 
 

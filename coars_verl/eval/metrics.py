@@ -138,10 +138,16 @@ class Judgment:
 
 @dataclass(frozen=True)
 class Counts:
+    """The user agent's confusion matrix over judged items (a positive: an item the user liked)."""
+
     tp: int = 0
+    """Said yes to a liked item."""
     fp: int = 0
+    """Said yes to an item the user did not like."""
     fn: int = 0
+    """Said no (or answered unparsably) to a liked item."""
     tn: int = 0
+    """Said no (or answered unparsably) to an item the user did not like."""
 
     @classmethod
     def of(cls, judgments: Iterable[Judgment]) -> "Counts":

@@ -14,44 +14,40 @@ from typing import Any, Iterable, Mapping, Optional, Sequence
 
 SCHEMA = "coars_eval/1"
 
-# (column header, task, metric key, kind) for the comparison table; kind "pct" shows value * 100.
-TABLE_COLUMNS: tuple[tuple[str, str, str, str], ...] = (
-    ("dialogues", "recommendation", "dialogues", "int"),
-    ("Hit@1 (%)", "recommendation", "hit_at_1", "pct"),
-    ("Hit@1 turn 1 (%)", "recommendation", "hit_at_1_turn1", "pct"),
-    ("ValidRatio (%)", "recommendation", "valid_ratio", "pct"),
-    ("turns", "recommendation", "turns_mean", "float"),
-    ("users", "user_sim", "users", "int"),
-    ("P micro (%)", "user_sim", "precision_micro", "pct"),
-    ("R micro (%)", "user_sim", "recall_micro", "pct"),
-    ("F1 micro (%)", "user_sim", "f1_micro", "pct"),
-    ("P macro (%)", "user_sim", "precision_macro", "pct"),
-    ("R macro (%)", "user_sim", "recall_macro", "pct"),
-    ("F1 macro (%)", "user_sim", "f1_macro", "pct"),
-)
+METRIC_KINDS: dict[str, tuple[str, str]] = {
+    **{key: ("recommendation", "pct") for key in ("hit_at_1", "hit_at_1_turn1", "target_recommended", "valid_ratio",
+                                                  "valid_ratio_mean", "accept_rate", "user_format_error_rate")},
+    "dialogues": ("recommendation", "int"),
+    "turns_mean": ("recommendation", "float"),
+    **{key: ("user_sim", "pct") for key in ("precision_micro", "recall_micro", "f1_micro", "precision_macro", "recall_macro",
+                                            "f1_macro", "accuracy", "yes_rate", "positive_rate", "format_error_rate")},
+    "users": ("user_sim", "int"),
+}
+"""Each metric key of results.json: its task and how it is shown ("pct": value * 100)."""
 
-_DETAIL_ROWS: tuple[tuple[str, str, str, str], ...] = (
-    ("Hit@1", "recommendation", "hit_at_1", "pct"),
-    ("Hit@1 at turn 1", "recommendation", "hit_at_1_turn1", "pct"),
-    ("target recommended at any turn", "recommendation", "target_recommended", "pct"),
-    ("ValidRatio (pooled turns)", "recommendation", "valid_ratio", "pct"),
-    ("ValidRatio (mean of dialogues)", "recommendation", "valid_ratio_mean", "pct"),
-    ("mean turns", "recommendation", "turns_mean", "float"),
-    ("accepted by the user agent", "recommendation", "accept_rate", "pct"),
-    ("user format errors (of answered turns)", "recommendation", "user_format_error_rate", "pct"),
-    ("dialogues", "recommendation", "dialogues", "int"),
-    ("user-sim precision micro", "user_sim", "precision_micro", "pct"),
-    ("user-sim recall micro", "user_sim", "recall_micro", "pct"),
-    ("user-sim F1 micro", "user_sim", "f1_micro", "pct"),
-    ("user-sim precision macro", "user_sim", "precision_macro", "pct"),
-    ("user-sim recall macro", "user_sim", "recall_macro", "pct"),
-    ("user-sim F1 macro", "user_sim", "f1_macro", "pct"),
-    ("user-sim accuracy", "user_sim", "accuracy", "pct"),
-    ("user-sim yes rate", "user_sim", "yes_rate", "pct"),
-    ("user-sim positive rate", "user_sim", "positive_rate", "pct"),
-    ("user-sim format errors", "user_sim", "format_error_rate", "pct"),
-    ("users / judgments", "user_sim", "users", "users"),
+
+def _rows(*shown: tuple[str, str]) -> tuple[tuple[str, str, str, str], ...]:
+    """``(label, metric key)`` pairs as ``(label, task, key, kind)`` rows."""
+    return tuple((label, METRIC_KINDS[key][0], key, METRIC_KINDS[key][1]) for label, key in shown)
+
+
+TABLE_COLUMNS = _rows(
+    ("dialogues", "dialogues"), ("Hit@1 (%)", "hit_at_1"), ("Hit@1 turn 1 (%)", "hit_at_1_turn1"), ("ValidRatio (%)", "valid_ratio"),
+    ("turns", "turns_mean"), ("users", "users"), ("P micro (%)", "precision_micro"), ("R micro (%)", "recall_micro"),
+    ("F1 micro (%)", "f1_micro"), ("P macro (%)", "precision_macro"), ("R macro (%)", "recall_macro"), ("F1 macro (%)", "f1_macro"),
 )
+"""The comparison table's columns: (header, task, metric key, kind)."""
+
+_DETAIL_ROWS = _rows(
+    ("Hit@1", "hit_at_1"), ("Hit@1 at turn 1", "hit_at_1_turn1"), ("target recommended at any turn", "target_recommended"),
+    ("ValidRatio (pooled turns)", "valid_ratio"), ("ValidRatio (mean of dialogues)", "valid_ratio_mean"), ("mean turns", "turns_mean"),
+    ("accepted by the user agent", "accept_rate"), ("user format errors (of answered turns)", "user_format_error_rate"),
+    ("dialogues", "dialogues"), ("user-sim precision micro", "precision_micro"), ("user-sim recall micro", "recall_micro"),
+    ("user-sim F1 micro", "f1_micro"), ("user-sim precision macro", "precision_macro"), ("user-sim recall macro", "recall_macro"),
+    ("user-sim F1 macro", "f1_macro"), ("user-sim accuracy", "accuracy"), ("user-sim yes rate", "yes_rate"),
+    ("user-sim positive rate", "positive_rate"), ("user-sim format errors", "format_error_rate"), ("users / judgments", "users"),
+)
+"""One result's detail rows; "users" is shown with the number of judgments."""
 
 
 def format_value(value: Any, kind: str) -> str:
@@ -91,9 +87,8 @@ def markdown_single(result: Mapping[str, Any]) -> str:
     for name, task, key, kind in _DETAIL_ROWS:
         if (result.get("metrics") or {}).get(task) is None:
             continue
-        if kind == "users":
+        if key == "users":
             value = f"{metric(result, task, 'users')} / {metric(result, task, 'judgments')}"
-            name = "users / judgments"
         else:
             value = format_value(metric(result, task, key), kind)
             if kind == "pct":

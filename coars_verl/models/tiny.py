@@ -181,7 +181,7 @@ def tokenizer_corpus(num_dialogues: int = 400) -> list[str]:
             f"{rng.choice(['movie', 'album', 'song', 'book', 'show'])} rated {rng.randrange(1, 6)}/5."
         )
         # ChatML-like framing, so the role names become single tokens.
-        docs.append(f"system\nYou are a recommender.\nuser\n" + "\n".join(lines[:-3]) + "\nassistant\n")
+        docs.append("system\nYou are a recommender.\nuser\n" + "\n".join(lines[:-3]) + "\nassistant\n")
         docs.append("\n".join(lines))
     return docs
 

@@ -1,7 +1,6 @@
 """The hf rollout server as verl drives it: Ray actor, token-in/token-out, weight sync."""
 
 import asyncio
-import os
 
 import pytest
 import ray

@@ -350,18 +350,8 @@ def check_output(
     import pyarrow.parquet as pq
 
     from coars_verl.constants import (
-        ABILITY,
-        AGENT_LOOP_NAME,
-        DATA_SOURCE_PREFIX,
-        EI_CANDIDATE_ITEM_IDS,
-        EI_CANDIDATE_TITLES,
-        EI_HISTORY_ITEM_IDS,
-        EI_HISTORY_TITLES,
-        EI_INDEX,
-        EI_SPLIT,
-        EI_TARGET_ITEM_ID,
-        EI_TARGET_TITLE,
-        EI_USER_ID,
+        ABILITY, AGENT_LOOP_NAME, DATA_SOURCE_PREFIX, EI_CANDIDATE_ITEM_IDS, EI_CANDIDATE_TITLES, EI_HISTORY_ITEM_IDS,
+        EI_HISTORY_TITLES, EI_INDEX, EI_SPLIT, EI_TARGET_ITEM_ID, EI_TARGET_TITLE, EI_USER_ID,
     )
 
     stats = json.loads((out / "stats.json").read_text("utf-8"))

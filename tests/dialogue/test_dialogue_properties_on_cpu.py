@@ -11,14 +11,7 @@ from coars_verl.constants import ROLE_RECOMMENDER, ROLE_USER
 from coars_verl.dialogue.matching import CandidateIndex
 from coars_verl.dialogue.parsers import AnswerError, parse_decision, parse_recommendation
 from coars_verl.dialogue.state import Dialogue, DialogueConfig, DialogueSample
-from coars_verl.dialogue.transcript import (
-    DECISION_NONE,
-    DECISION_YES,
-    END_ACCEPTED,
-    END_BUDGET,
-    END_MAX_TURNS,
-    Transcript,
-)
+from coars_verl.dialogue.transcript import DECISION_NONE, DECISION_YES, END_ACCEPTED, END_BUDGET, END_MAX_TURNS, Transcript
 from coars_verl.rewards.interaction import compute_role_rewards
 
 PROPERTY_SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -5,14 +5,8 @@ import json
 import pytest
 
 from coars_verl.constants import (
-    EI_CANDIDATE_ITEM_IDS,
-    EI_CANDIDATE_TITLES,
-    EI_HISTORY_TITLES,
-    EI_TARGET_ITEM_ID,
-    EI_TARGET_TITLE,
-    EI_USER_ID,
-    ROLE_RECOMMENDER,
-    ROLE_USER,
+    EI_CANDIDATE_ITEM_IDS, EI_CANDIDATE_TITLES, EI_HISTORY_TITLES, EI_TARGET_ITEM_ID,
+    EI_TARGET_TITLE, EI_USER_ID, ROLE_RECOMMENDER, ROLE_USER,
 )
 from coars_verl.dialogue.prompts import PromptTemplates
 from coars_verl.dialogue.state import (

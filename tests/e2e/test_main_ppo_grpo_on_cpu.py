@@ -1,42 +1,13 @@
 """End to end: verl's own main_ppo trains the tiny model with GRPO on CPU through our plugin."""
 
-import pandas as pd
 import pytest
 
-from helpers import run_main_ppo
-
-TITLES = ["Toy Story", "Heat", "Fargo", "Casino", "Babe", "Se7en", "Clueless", "Jumanji"]
-
-
-def _write_prompts(path, n):
-    rows = [
-        {
-            "data_source": "coars/synthetic",
-            "prompt": [
-                {"role": "system", "content": "You recommend movies. Answer with 'Item: <title>'."},
-                {"role": "user", "content": f"Candidates: {', '.join(TITLES)}. Recommend one."},
-            ],
-            "ability": "recommendation",
-            "reward_model": {"style": "rule", "ground_truth": TITLES[i % len(TITLES)]},
-            "extra_info": {"index": i, "split": path.stem},
-        }
-        for i in range(n)
-    ]
-    pd.DataFrame(rows).to_parquet(path)
+from helpers import run_on_title_prompts
 
 
 @pytest.fixture(scope="module")
 def grpo_run(tmp_path_factory, tiny_model_path):
-    work = tmp_path_factory.mktemp("grpo")
-    _write_prompts(work / "train.parquet", 16)
-    _write_prompts(work / "val.parquet", 4)
-    run = run_main_ppo(
-        "cpu_grpo_tiny",
-        [f"actor_rollout_ref.model.path={tiny_model_path}", f"data.train_files={work / 'train.parquet'}", f"data.val_files={work / 'val.parquet'}"],
-        work,
-    )
-    assert run.returncode == 0, run.log_tail()
-    return run
+    return run_on_title_prompts(tmp_path_factory.mktemp("grpo"), tiny_model_path, 16)
 
 
 def test_two_training_steps_finish(grpo_run):

@@ -15,8 +15,7 @@ import torch
 from coars_verl.eval import checkpoint as ckpt
 from coars_verl.eval.cli import main as eval_main
 from coars_verl.eval.report import load_result
-from helpers import run_main_ppo
-from test_main_ppo_grpo_on_cpu import _write_prompts
+from helpers import run_on_title_prompts
 
 IDS = torch.tensor([[1, 40, 41, 42, 43, 44, 45, 46]])
 
@@ -24,18 +23,12 @@ IDS = torch.tensor([[1, 40, 41, 42, 43, 44, 45, 46]])
 @pytest.fixture(scope="module")
 def lora_actor(tmp_path_factory, primed_model_path):
     work = tmp_path_factory.mktemp("lora")
-    _write_prompts(work / "train.parquet", 8)
-    _write_prompts(work / "val.parquet", 4)
-    run = run_main_ppo(
-        "cpu_grpo_tiny",
-        [f"actor_rollout_ref.model.path={primed_model_path}", f"data.train_files={work / 'train.parquet'}",
-         f"data.val_files={work / 'val.parquet'}", "actor_rollout_ref.model.lora_rank=8", "actor_rollout_ref.model.lora_alpha=16",
-         "actor_rollout_ref.model.lora.merge=True",  # the hf rollout takes merged weights (as vLLM can)
-         "actor_rollout_ref.actor.optim.lr=0.05",  # large enough that two steps visibly move the adapter
-         "trainer.total_training_steps=2", "trainer.save_freq=2", f"trainer.default_local_dir={work / 'ckpt'}"],
-        work,
-    )
-    assert run.returncode == 0, run.log_tail()
+    run = run_on_title_prompts(work, primed_model_path, 8, [
+        "actor_rollout_ref.model.lora_rank=8", "actor_rollout_ref.model.lora_alpha=16",
+        "actor_rollout_ref.model.lora.merge=True",  # the hf rollout takes merged weights (as vLLM can)
+        "actor_rollout_ref.actor.optim.lr=0.05",  # large enough that two steps visibly move the adapter
+        "trainer.total_training_steps=2", "trainer.save_freq=2", f"trainer.default_local_dir={work / 'ckpt'}",
+    ])
     for step in run.metrics:  # the rollout served the merged weights the trainer had (verl 0.9.1 sends merged
         # LoRA weights in bfloat16: transformer_impl._merged_lora_per_tensor_param; full weights go exact, < 1e-4)
         assert step["training/rollout_probs_diff_max"] < 2e-2, step

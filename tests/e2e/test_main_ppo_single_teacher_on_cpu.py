@@ -8,8 +8,8 @@
   samples always have a successful sibling; the test fails when none had one.
 """
 
-import pytest
 from helpers import run_main_ppo
+
 from coars_verl.teacher_records import teacher_batch_shape
 
 

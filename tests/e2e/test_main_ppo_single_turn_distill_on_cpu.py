@@ -9,8 +9,7 @@ import json
 import pytest
 
 from helpers import SINGLE_TURN_TWO_OVERRIDES as TWO_OVERRIDES
-from helpers import run_main_ppo
-from test_main_ppo_grpo_on_cpu import _write_prompts
+from helpers import run_on_title_prompts
 
 # memory keyed by the data's extra_info.split: every sample shares the key "train", so step 2 remembers step 1
 SELF_DISTILL = ["+algorithm.coars.self_distill.mode=rlsd", "+algorithm.coars.self_distill.sources=[sibling,memory]",
@@ -20,15 +19,8 @@ SELF_DISTILL = ["+algorithm.coars.self_distill.mode=rlsd", "+algorithm.coars.sel
 @pytest.fixture(scope="module")
 def single_turn_run(tmp_path_factory, tiny_model_path):
     work = tmp_path_factory.mktemp("single_turn_sd")
-    _write_prompts(work / "train.parquet", 16)
-    _write_prompts(work / "val.parquet", 4)
-    run = run_main_ppo(
-        "cpu_grpo_tiny",
-        [f"actor_rollout_ref.model.path={tiny_model_path}", f"data.train_files={work / 'train.parquet'}",
-         f"data.val_files={work / 'val.parquet'}", "actor_rollout_ref.rollout.n=4", *TWO_OVERRIDES, *SELF_DISTILL, f"trainer.rollout_data_dir={work / 'rollouts'}"],
-        work,
-    )
-    assert run.returncode == 0, run.log_tail()
+    run = run_on_title_prompts(work, tiny_model_path, 16, ["actor_rollout_ref.rollout.n=4", *TWO_OVERRIDES, *SELF_DISTILL,
+                                                           f"trainer.rollout_data_dir={work / 'rollouts'}"])
     return run, work
 
 
