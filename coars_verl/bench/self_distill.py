@@ -47,6 +47,7 @@ def main(argv: list[str] | None = None) -> int:
         f"data.val_files={data / 'valid.parquet'}",
         f"trainer.total_training_steps={args.steps}",
         f"data.train_max_samples={4 * args.steps}",
+        "data.seed=0",  # verl draws the train_max_samples subset at random unless seeded: the same samples in every run
     ]
     runs = {"off": ["algorithm.coars.self_distill.mode=off"], "rlsd": ["algorithm.coars.self_distill.mode=rlsd"],
             "rlsd_tied": ["algorithm.coars.self_distill.mode=rlsd", "coars.reward.mode=outcome"]}
