@@ -170,8 +170,10 @@ class CoarsPPOTrainer(PPOTrainerSync):
         data, rollout_correction = self._verl_reward_terms(data, metrics)
         neighbors = dialogue and self.sd_config.mode != MODE_OFF and SOURCE_NEIGHBOR in self.sd_config.sources
         histories = self._histories(batch) if neighbors else None
-        delta, has_context = self._advantages(batch, data, extras, roles, scores, real, dialogue, histories, metrics)
-        self._log_and_remember(batch, data, extras, roles, scores, reward_infos, real, dialogue, histories, delta, has_context, metrics)
+        # each real dialogue read once per step: the teacher contexts and the memory use the same transcripts
+        transcripts = [Transcript.from_summary(e[EXTRA_SUMMARY]) if r else None for e, r in zip(extras, real)] if dialogue else None
+        delta, has_context = self._advantages(batch, data, extras, roles, scores, real, transcripts, histories, metrics)
+        self._log_and_remember(batch, data, extras, roles, scores, reward_infos, real, transcripts, histories, delta, has_context, metrics)
         metrics["timing_s/coars_advantage"] = time.perf_counter() - started - metrics.get("timing_s/coars_teacher", 0.0)
         return self._verl_write_back(batch, data, response_mask_nested, rollout_correction)
 
@@ -219,9 +221,10 @@ class CoarsPPOTrainer(PPOTrainerSync):
             metrics.update(is_metrics)
         return data, rollout_correction
 
-    def _advantages(self, batch, data, extras, roles, scores, real, dialogue: bool, histories, metrics: dict):
+    def _advantages(self, batch, data, extras, roles, scores, real, transcripts, histories, metrics: dict):
         """Per-role outcome advantages, then, where the teacher can change a sample's credit, the
         teacher pass and the self-distilled advantages; sets ``advantages`` and ``returns``.
+        ``transcripts``: each real sample's dialogue (None for a single-turn batch).
         Returns ``(delta, has_context)`` (None, None without self-distillation)."""
         estimator = core_algos.get_adv_estimator_fn(self.config.algorithm.adv_estimator)
         step = max(self.global_steps - 1, 0)
@@ -242,13 +245,13 @@ class CoarsPPOTrainer(PPOTrainerSync):
             metrics["coars/sd/lambda"] = self.sd_config.lam_at(step)
             self._log_switch_off(step)
             # with nothing wanted no teacher prompt is built and the pass is skipped (delta 0: the outcome advantages)
-            delta, has_context = self._self_distill_delta(batch, data, extras, roles, scores.tolist(), real, metrics, dialogue, wanted,
+            delta, has_context = self._self_distill_delta(batch, data, extras, roles, scores.tolist(), real, metrics, wanted, transcripts,
                                                           histories)
             advantages, returns = advantages_with(delta)
         data.batch["advantages"], data.batch["returns"] = advantages, returns
         return delta, has_context
 
-    def _log_and_remember(self, batch, data, extras, roles, scores, reward_infos, real, dialogue: bool, histories, delta, has_context,
+    def _log_and_remember(self, batch, data, extras, roles, scores, reward_infos, real, transcripts, histories, delta, has_context,
                           metrics: dict) -> None:
         """Per-role and self-distillation metrics over the real samples; this step's dialogues into the memory."""
         keep = [i for i, r in enumerate(real) if r] or list(range(len(roles)))
@@ -261,10 +264,10 @@ class CoarsPPOTrainer(PPOTrainerSync):
         if delta is not None:
             clip_hit = clip_hit_mask(self.sd_config, advantages, delta, data.batch["response_mask"])
             metrics.update(delta_stats(delta[keep], data.batch["response_mask"][keep], kept_roles, clip_hit[keep], has_context[keep], prefix="coars/sd"))
-        if dialogue:
+        if transcripts is not None:
             sessions = [batch.keys[i].rsplit("_", 1)[0] for i in keep]  # keys are {uid}_{session}_{output index}
             metrics["coars/dialogue/role_advantage_gap_mean"] = role_advantage_gap(sessions, kept_roles, [mean_adv[i] for i in keep])
-            self._remember([extras[i] for i in keep], [histories[i] for i in keep] if histories is not None else None)
+            self._remember([transcripts[i] for i in keep], kept_roles, [histories[i] for i in keep] if histories is not None else None)
             dialogues = [extras[i] for i in keep if roles[i] == ROLE_RECOMMENDER]
             metrics["timing_s/coars_dialogue_core"] = sum(float(e.get(EXTRA_CORE_SECONDS, 0.0)) for e in dialogues)
             metrics["timing_s/coars_reward"] = sum(float(e["reward_extra_info"].get(REWARD_SECONDS_KEY, 0.0)) for e in dialogues)
@@ -292,13 +295,13 @@ class CoarsPPOTrainer(PPOTrainerSync):
         stored = tq.kv_batch_get(keys=batch.keys, partition_id=batch.partition_id, select_fields=["extra_info"])
         return [list((getattr(e, "data", e) or {}).get(EI_HISTORY_ITEM_IDS) or ()) for e in list(stored["extra_info"])]
 
-    def _self_distill_delta(self, batch, data, extras, roles, own_role_scores, real, metrics, dialogue: bool, wanted, histories=None):
+    def _self_distill_delta(self, batch, data, extras, roles, own_role_scores, real, metrics, wanted, transcripts, histories=None):
         """``(B, R)`` delta and ``(B,)`` has-context mask; logs context shares, tokens and time."""
         start = time.perf_counter()
         cfg = self.sd_config
         uids = data.non_tensor_batch["uid"]
         fetched = None
-        if dialogue:
+        if transcripts is not None:
             wanted_rows = [i for i, w in enumerate(wanted) if w]
             student_prompts: list[list[int] | None] = [None] * len(wanted)
             if wanted_rows:  # one read for what the teacher may score: the prompts (alignment check) and the records' fields
@@ -307,7 +310,6 @@ class CoarsPPOTrainer(PPOTrainerSync):
                 fetched = {i: stored[j] for j, i in enumerate(wanted_rows)}
                 for i, prompt in zip(wanted_rows, stored["prompts"].unbind()):
                     student_prompts[i] = prompt.tolist()
-            transcripts = [Transcript.from_summary(extra[EXTRA_SUMMARY]) if is_real else None for extra, is_real in zip(extras, real)]
             teacher = batch_teacher_prompts(
                 uids, roles, transcripts, own_role_scores, [extra[EXTRA_PROMPT_MESSAGES] for extra in extras], student_prompts, real,
                 self._render_prompt, cfg, memory=self.memory, step=self.global_steps, wanted=wanted, histories=histories,
@@ -457,12 +459,11 @@ class CoarsPPOTrainer(PPOTrainerSync):
                                reward_extra_infos_dict=per_sample, dump_path=rollout_data_dir)
 
     # ------------------------------------------------------------------ memory
-    def _remember(self, extras, histories=None) -> None:
+    def _remember(self, transcripts, roles, histories=None) -> None:
         """Store this step's dialogues (once each: from the recommender's sample) for later steps, and
         with the neighbor source each user's history."""
-        for i, extra in enumerate(extras):
-            if extra[EXTRA_ROLE] == ROLE_RECOMMENDER:
-                transcript = Transcript.from_summary(extra[EXTRA_SUMMARY])
+        for i, (transcript, role) in enumerate(zip(transcripts, roles)):
+            if transcript is not None and role == ROLE_RECOMMENDER:
                 self.memory.add(transcript.user_id, compact_record(transcript), step=self.global_steps)
                 if histories is not None:
                     self.memory.set_history(transcript.user_id, histories[i])
