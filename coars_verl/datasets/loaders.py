@@ -182,20 +182,18 @@ def load_movielens_1m(raw_dir: str | os.PathLike, encoding: str = "latin-1") -> 
 
 
 def _load_movielens(raw_dir, encoding: str, name: str, variant: str, ratings: tuple, items: tuple, users: tuple) -> LoadedDataset:
-    """Both MovieLens releases: ``ratings`` and ``items`` are ``(file, what it holds, table)``, ``users`` ``(file, table)``."""
+    """Both MovieLens releases: ``ratings`` and ``items`` are ``(file, what it holds, table)``, ``users`` ``(file, table)``;
+    titles cleaned and deduplicated, interactions in rating time."""
     drops = DropCounter()
-    paths = [find_file(raw_dir, [file], f"MovieLens {variant} {kind} ({file})") for file, kind, _ in (ratings, items)]
-    ratings_df, items_df = (table.read(path, encoding, drops) for path, (_, _, table) in zip(paths, (ratings, items)))
-    files = [path.name for path in paths]
-    extra = _validate_optional_users(raw_dir, users[0], users[1], files, drops, encoding)
-    return _movielens_dataset(name, variant, ratings_df, items_df, drops, files, extra)
-
-
-def _movielens_dataset(name: str, variant: str, ratings, movies, drops: DropCounter, files: list[str], extra: dict) -> LoadedDataset:
-    """The common end of both MovieLens loaders: titles cleaned and deduplicated, interactions in rating time."""
-    items = _dedupe_items(_movielens_items(movies["item_id"].to_numpy(), movies["title"].tolist()), drops)
-    inter = _interactions(ratings["user_id"].to_numpy(), ratings["item_id"].to_numpy(), ratings["timestamp"].to_numpy())
-    return LoadedDataset(name, variant, inter, items, drops, _raw_stats(inter, items.shape[0], **extra), files,
+    (ratings_file, ratings_kind, ratings_table), (items_file, items_kind, items_table) = ratings, items
+    ratings_p = find_file(raw_dir, [ratings_file], f"MovieLens {variant} {ratings_kind} ({ratings_file})")
+    items_p = find_file(raw_dir, [items_file], f"MovieLens {variant} {items_kind} ({items_file})")
+    r, movies = ratings_table.read(ratings_p, encoding, drops), items_table.read(items_p, encoding, drops)
+    files = [ratings_p.name, items_p.name]
+    extra = _validate_optional_users(raw_dir, *users, files, drops, encoding)
+    items_df = _dedupe_items(_movielens_items(movies["item_id"].to_numpy(), movies["title"].tolist()), drops)
+    inter = _interactions(r["user_id"].to_numpy(), r["item_id"].to_numpy(), r["timestamp"].to_numpy())
+    return LoadedDataset(name, variant, inter, items_df, drops, _raw_stats(inter, items_df.shape[0], **extra), files,
                          {"order": "rating timestamp, ties by item id"}, "movielens")
 
 

@@ -1,5 +1,7 @@
 """Teacher prompts: the student's messages plus context, and token alignment of the teacher pass."""
 
+import math
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -158,8 +160,9 @@ def test_the_teacher_batch_pads_fewer_rows_than_micro_batches_and_never_exceeds_
 @given(st.integers(1, 500), st.integers(1, 8), st.integers(1, 64))
 def test_teacher_batch_shape_properties(num_records, dp_size, micro):
     total, rows = teacher_batch_shape(num_records, dp_size, micro)
-    per_rank, micro_batches = total // dp_size, total // dp_size // rows
+    sent_per_rank, real_per_rank = total // dp_size, math.ceil(num_records / dp_size)
+    micro_batches = sent_per_rank // rows
     assert total >= num_records and total % (dp_size * rows) == 0  # verl's divisibility check passes
     assert rows <= micro  # no micro-batch larger than the configured one
-    assert micro_batches == -(-(-(-num_records // dp_size)) // micro)  # no more micro-batches than the configured size needs
-    assert per_rank - -(-num_records // dp_size) < micro_batches  # fewer padding rows per rank than micro-batches
+    assert micro_batches == math.ceil(real_per_rank / micro)  # no more micro-batches than the configured size needs
+    assert sent_per_rank - real_per_rank < micro_batches  # fewer padding rows per rank than micro-batches
