@@ -27,7 +27,6 @@ from __future__ import annotations
 import logging
 import os
 import time
-import uuid
 
 import numpy as np
 import torch
@@ -41,8 +40,7 @@ from verl.trainer.ppo.rollout_corr_helper import compute_rollout_correction_and_
 from verl.trainer.ppo.utils import need_reference_policy
 from verl.trainer.ppo.v1.trainer_base import register_trainer
 from verl.trainer.ppo.v1.trainer_sync import PPOTrainerSync
-from verl.utils.tensordict_utils import list_of_dict_to_tensordict
-from verl.workers.utils.padding import response_from_nested, response_to_nested
+from verl.workers.utils.padding import response_to_nested
 
 from coars_verl.algo.advantage import clip_hit_mask, delta_stats, teacher_needed
 from coars_verl.algo.role_batch import batch_reward_infos, role_scores, scores_on_last_token, self_distill_delta
@@ -68,21 +66,12 @@ from coars_verl.estimator import self_distill_config
 from coars_verl.reward_manager import REWARD_SECONDS_KEY
 from coars_verl.rewards.interaction import RewardConfig
 from coars_verl.teacher_records import SOURCE_FIELDS as TEACHER_SOURCE_FIELDS
-from coars_verl.teacher_records import (
-    generation_prompt_ids,
-    padding_record,
-    padding_tag,
-    scoring_order,
-    teacher_batch_shape,
-    teacher_record,
-    teacher_tag,
-)
+from coars_verl.teacher_records import generation_prompt_ids, scored_log_probs, teacher_batch, teacher_record
 
 logger = logging.getLogger(__name__)
 
 _FETCHED = ["uid", "response_mask", "rm_scores", "rollout_log_probs", "old_log_probs", "ref_log_prob", "values", "extra_fields"]
 MEMORY_FILE = "coars_memory.json"
-TEACHER_KEY_PREFIX = "coarsteacher"
 MISMATCH_WARN_SHARE = 0.05
 """Above this share of samples without an aligned teacher prompt, each step warns."""
 
@@ -370,48 +359,29 @@ class CoarsPPOTrainer(PPOTrainerSync):
 
     def _teacher_log_probs(self, batch, rows: list[int], prompts: list[list[int]], metrics: dict, fetched=None) -> tuple[list[torch.Tensor], int]:
         """Log-probs of each row's own response tokens after its teacher prompt (verl's workers), and
-        the number of padding records the scoring worker's batch multiple needed. ``fetched``: row ->
-        its stored fields, where the caller read them already. Logs the time of the worker call
-        (``timing_s/coars_teacher_forward``) apart from the records' way through TransferQueue
+        the number of padding records the scoring worker's batch shape needed. ``fetched``: row -> its
+        stored fields, where the caller read them already. Logs the time of the worker call
+        (``timing_s/coars_teacher_forward``) apart from building its input
         (``timing_s/coars_teacher_records``)."""
         start = time.perf_counter()
         if fetched is None:
             stored = tq.kv_batch_get(keys=[batch.keys[i] for i in rows], partition_id=batch.partition_id, select_fields=list(TEACHER_SOURCE_FIELDS))
             fetched = {i: stored[j] for j, i in enumerate(rows)}
-        prefix = f"{TEACHER_KEY_PREFIX}{uuid.uuid4().hex}"
         records = [teacher_record(fetched[i], prompt) for i, prompt in zip(rows, prompts)]
-        tags = [teacher_tag(batch.tags[i], record) for i, record in zip(rows, records)]
-        dp_size = self._actor_dp_size()
-        total, micro_batch_size = teacher_batch_shape(len(records), dp_size, self._teacher_micro_batch_size())
-        padding = total - len(records)
-        records += [padding_record(records[0], self.tokenizer.eos_token_id)] * padding
-        tags += [padding_tag(tags[0])] * padding
-        teacher_keys = [f"{prefix}_{j}_0" for j in range(len(records))]
-        order = scoring_order([tag["seq_len"] for tag in tags], dp_size)
-        meta = tq.kv_batch_put(keys=[teacher_keys[j] for j in order], partition_id=batch.partition_id,
-                               fields=list_of_dict_to_tensordict([records[j] for j in order]), tags=[tags[j] for j in order])
-        extra = {"calculate_entropy": False, "compute_loss": False, "temperature": self.config.actor_rollout_ref.rollout.temperature}
-        if micro_batch_size is not None:  # verl's engine takes a per-call size before its configured one
-            extra["micro_batch_size_per_gpu"] = micro_batch_size
+        options = {"calculate_entropy": False, "compute_loss": False, "temperature": self.config.actor_rollout_ref.rollout.temperature}
+        reference = self.sd_config.teacher == TEACHER_REFERENCE
+        if reference and self.ref_in_actor:
+            options["no_lora_adapter"] = True
+        scoring, order = teacher_batch(records, self._actor_dp_size(), self._teacher_micro_batch_size(), self.tokenizer.eos_token_id, options)
         forward_start = time.perf_counter()
-        try:
-            if self.sd_config.teacher == TEACHER_REFERENCE:
-                if self.ref_in_actor:
-                    meta.extra_info.update({**extra, "no_lora_adapter": True})
-                    self.actor_rollout_wg.compute_log_prob(meta)
-                else:
-                    meta.extra_info.update(extra)
-                    self.ref_policy_wg.compute_ref_log_prob(meta)
-            else:
-                meta.extra_info.update(extra)
-                self.actor_rollout_wg.compute_log_prob(meta)
-            metrics["timing_s/coars_teacher_forward"] = time.perf_counter() - forward_start
-            out = tq.kv_batch_get(keys=teacher_keys[: len(rows)], partition_id=batch.partition_id, select_fields=["log_probs", "response_mask"])
-            log_probs = response_from_nested(out["log_probs"], out["response_mask"])
-            return [log_probs[j, : records[j]["responses"].numel()].float() for j in range(len(rows))], padding
-        finally:
-            tq.kv_clear(keys=list(meta.keys), partition_id=batch.partition_id)
-            metrics["timing_s/coars_teacher_records"] = time.perf_counter() - start - metrics.get("timing_s/coars_teacher_forward", 0.0)
+        metrics["timing_s/coars_teacher_records"] = forward_start - start
+        if reference and not self.ref_in_actor:
+            output = self.ref_policy_wg.compute_ref_log_prob(scoring)
+        else:
+            output = self.actor_rollout_wg.compute_log_prob(scoring)
+        log_probs = scored_log_probs(output, scoring, order, len(records))
+        metrics["timing_s/coars_teacher_forward"] = time.perf_counter() - forward_start
+        return log_probs, len(order) - len(records)
 
     def _actor_dp_size(self) -> int:
         """Data-parallel ranks of the actor worker group. The teacher records' count varies (only

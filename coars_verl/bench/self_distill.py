@@ -110,7 +110,7 @@ def summarise(metrics: list[dict], step_s_off: float) -> dict:
         "teacher_pass_s": round(teacher_s / max(len(metrics) - 1, 1), 3),
         "old_log_prob_pass_s": round(old_lp_s / max(len(metrics) - 1, 1), 3),
         "per_token_cost_ratio": round(per_token, 3) if per_token is not None else None,
-        # where the teacher pass's time goes: building prompts, records through TransferQueue, the worker's forward
+        # where the teacher pass's time goes: building prompts, building the records, the worker call
         "teacher_split_s": {part: round(mean_after_first([m.get(f"timing_s/coars_teacher_{part}", 0.0) for m in metrics]), 3)
                             for part in ("prompts", "records", "forward")},
     }

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import inspect
 import os
 import sys
 
@@ -21,6 +22,8 @@ def apply_cpu_runtime_settings() -> None:
     _default_process_group_to_gloo()
     _unpinned_fsdp2_cpu_offload()
     _blockwise_log_probs()
+    _causal_attention_for_right_padding()
+    _short_replay_buffer_poll()
 
 
 def _default_process_group_to_gloo() -> None:
@@ -106,3 +109,69 @@ def _blockwise_log_probs() -> None:
 
     blockwise_logprobs._coars_blockwise = True
     torch_functional.logprobs_from_logits_v2 = blockwise_logprobs
+
+
+
+def _causal_attention_for_right_padding() -> None:
+    """verl's engine without remove-padding (the CPU recipes' setting: packing needs flash-attn)
+    pads each micro-batch on the right and passes the padding mask to the model. With a mask that
+    has zeros, torch's SDPA on CPU takes its math kernel (an L x L score matrix per head); with an
+    all-ones mask transformers calls SDPA with ``is_causal`` and no mask, and torch's fused kernel
+    runs: a forward of 8 rows of 450-700 tokens on the tiny model took 0.061 s with verl's mask and
+    0.035 s with all ones. With padding only on the right, causal attention gives every real
+    position the same inputs (it sees only earlier positions, all real); only the padding positions'
+    outputs change, and verl drops them (it narrows the logits to each row's length before
+    log-probs, entropy and loss). Not None: without a mask transformers reads the padding's
+    position ids (reset to 0) as packed sequences and builds a block mask, the slow path again.
+
+    Replaces verl's mask builder for its no-remove-padding path. Must run before
+    ``verl.workers.engine.fsdp.transformer_impl`` binds the name, i.e. at plugin import; a module
+    imported earlier is patched too.
+    """
+    import torch
+    import verl.workers.utils.padding as padding
+
+    original = padding.build_attention_mask_from_nested
+    if getattr(original, "_coars_causal_only", False):
+        return
+
+    @functools.wraps(original)
+    def all_ones_for_right_padding(input_ids, max_seq_len=None):
+        assert input_ids.is_nested, "input_ids must be a nested tensor"  # verl's own check: padding is added on the right
+        if max_seq_len is None:
+            max_seq_len = int(input_ids.offsets().diff().max().item())
+        return torch.ones((input_ids.size(0), max_seq_len), dtype=torch.int32, device=input_ids.values().device)
+
+    all_ones_for_right_padding._coars_causal_only = True
+    padding.build_attention_mask_from_nested = all_ones_for_right_padding
+    engine = sys.modules.get("verl.workers.engine.fsdp.transformer_impl")
+    if engine is not None:
+        engine.build_attention_mask_from_nested = all_ones_for_right_padding
+
+REPLAY_POLL_INTERVAL_S = 0.05
+"""How often verl's replay buffer looks for a finished batch on CPU (verl's default: every 2 s)."""
+
+
+def _short_replay_buffer_poll() -> None:
+    """verl's v1 trainers take each batch from a ``ReplayBuffer`` that sleeps ``poll_interval``
+    between looks at TransferQueue; the trainers build it without one, so the default of 2 s holds
+    and every generation phase (training and validation) lasts a whole multiple of 2 s. A CPU step
+    of the tiny model generates in about a second and then sleeps for the rest. Default the interval
+    to :data:`REPLAY_POLL_INTERVAL_S` instead (a look is one metadata read: cheap at CPU batch
+    sizes); a buffer built with an explicit interval keeps it.
+    """
+    from verl.trainer.ppo.v1.replay_buffer import ReplayBuffer
+
+    original = ReplayBuffer.__init__
+    if getattr(original, "_coars_short_poll", False):
+        return
+    signature = inspect.signature(original)
+
+    @functools.wraps(original)
+    def init_with_short_poll(self, *args, **kwargs):
+        if "poll_interval" not in signature.bind_partial(self, *args, **kwargs).arguments:
+            kwargs["poll_interval"] = REPLAY_POLL_INTERVAL_S
+        original(self, *args, **kwargs)
+
+    init_with_short_poll._coars_short_poll = True
+    ReplayBuffer.__init__ = init_with_short_poll

@@ -4,13 +4,14 @@ import math
 
 import pytest
 import torch
+from tensordict import TensorDict
 import torch.nn.functional as F
 from hypothesis import given, settings, strategies as st
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from coars_verl.algo.advantage import token_delta
 from coars_verl.distill.teacher_prompt import teacher_prompt_ids, with_teacher_context
-from coars_verl.teacher_records import padding_record, padding_tag, scoring_order, teacher_batch_shape, teacher_record, teacher_tag
+from coars_verl.teacher_records import padding_record, scored_log_probs, scoring_order, teacher_batch, teacher_batch_shape, teacher_record
 
 MESSAGES = [{"role": "system", "content": "You are a recommender agent."}, {"role": "user", "content": "Candidates:\n1. Heat\n2. Fargo"}]
 
@@ -79,8 +80,6 @@ def test_a_teacher_record_is_the_teacher_prompt_then_the_students_own_response(t
     assert torch.equal(record["responses"], stored["responses"]) and record["responses"] is not stored["responses"]
     assert torch.equal(record["response_mask"], stored["response_mask"]) and record["uid"] == "p"
     assert stored["input_ids"].tolist() == student_prompt + response  # the student's sample is untouched
-    tag = teacher_tag({"uid": "p", "prompt_len": len(student_prompt), "is_padding": True}, record)
-    assert tag == {"uid": "p", "prompt_len": len(teacher_prompt), "seq_len": len(teacher_prompt) + len(response), "is_padding": False}
     # with an empty context the teacher record is the student's sample
     same = teacher_record(stored, teacher_prompt_ids(render, MESSAGES, "", "system"))
     assert all(torch.equal(same[k], stored[k]) for k in ("prompts", "input_ids", "position_ids", "attention_mask"))
@@ -123,8 +122,8 @@ def test_teacher_prompts_use_the_recipes_chat_template_arguments(tiny_model_path
 
 def test_padding_records_are_two_masked_tokens_and_the_order_groups_lengths():
     """The teacher pass pads to the worker's batch multiple with two-token records that no loss or
-    metric reads (masks 0, tag is_padding), and sends records longest first per rank: a padded
-    micro-batch then holds records of similar length."""
+    metric reads (masks 0), and sends records longest first per rank: a padded micro-batch then
+    holds records of similar length."""
     sample = {"responses": torch.tensor([5, 6, 7]), "response_mask": torch.ones(3, dtype=torch.int64),
               "loss_mask": torch.ones(3, dtype=torch.int64), "position_ids": torch.arange(9)}
     pad = padding_record(sample, eos_token_id=2)
@@ -132,7 +131,6 @@ def test_padding_records_are_two_masked_tokens_and_the_order_groups_lengths():
     assert pad["response_mask"].tolist() == [0] and pad["loss_mask"].tolist() == [0]
     assert pad["position_ids"].tolist() == [0, 1] and pad["attention_mask"].tolist() == [1, 1]
     assert sample["responses"].tolist() == [5, 6, 7]  # the template is not modified
-    assert padding_tag({"uid": "u", "seq_len": 40, "is_padding": False}) == {"uid": "u", "prompt_len": 1, "seq_len": 2, "is_padding": True}
 
     lengths = [30, 2, 90, 2, 60, 10]
     assert scoring_order(lengths, dp_size=1) == [2, 4, 0, 5, 1, 3]
@@ -166,3 +164,35 @@ def test_teacher_batch_shape_properties(num_records, dp_size, micro):
     assert rows <= micro  # no micro-batch larger than the configured one
     assert micro_batches == math.ceil(real_per_rank / micro)  # no more micro-batches than the configured size needs
     assert sent_per_rank - real_per_rank < micro_batches  # fewer padding rows per rank than micro-batches
+
+
+def _record(prompt_len: int, response: list[int]) -> dict:
+    sample = {"responses": torch.tensor(response), "response_mask": torch.ones(len(response), dtype=torch.int64),
+              "loss_mask": torch.ones(len(response), dtype=torch.int64), "position_ids": torch.arange(prompt_len + len(response))}
+    return teacher_record(sample, list(range(10, 10 + prompt_len)))
+
+
+def test_the_teacher_batch_is_shaped_ordered_and_read_back_in_record_order():
+    """teacher_batch sends the records longest first with padding and the per-call options;
+    scored_log_probs hands each record its own rows back: a lost inverse of the scoring order, or a
+    response cut at the wrong length, gives a record another's values."""
+    records = [_record(p, list(range(1, r + 1))) for p, r in ((5, 3), (40, 2), (12, 6), (1, 1), (30, 4))]
+    batch, order = teacher_batch(records, dp_size=1, micro_batch_size=4, eos_token_id=2, call_options={"temperature": 0.7})
+    assert batch.batch_size[0] == len(order) == 6 and sorted(order) == list(range(6))  # 5 records: two micro-batches of 3
+    lengths = [int(n) for n in batch["input_ids"].offsets().diff()]
+    assert lengths == sorted(lengths, reverse=True) and lengths[-1] == 2  # longest first; the padding record last
+    assert batch["temperature"] == 0.7 and batch["micro_batch_size_per_gpu"] == 3
+    # a worker's answer as verl's engine gives it: over each row's whole sequence, position p holding the
+    # log-prob of token p + 1, so response token t is at prompt_len - 1 + t; marked by record and t
+    values = []
+    for row, record in enumerate(order):
+        response = batch["response_mask"][row].numel()
+        prompt = lengths[row] - response
+        values.append(torch.cat([torch.full((prompt - 1,), -1.0), 100.0 * record + torch.arange(response, dtype=torch.float), torch.tensor([-1.0])]))
+    output = TensorDict({"log_probs": torch.nested.nested_tensor(values, layout=torch.jagged)}, batch_size=[len(values)])
+    got = scored_log_probs(output, batch, order, len(records))
+    assert [g.tolist() for g in got] == [[100.0 * j + t for t in range(r["responses"].numel())] for j, r in enumerate(records)]
+    _, no_micro = teacher_batch(records, dp_size=2, micro_batch_size=None, eos_token_id=2, call_options={})
+    assert len(no_micro) == 6  # dynamic batch sizes: the dp multiple only
+    same_length, _ = teacher_batch([_record(4, [1, 2]), _record(4, [3, 4])], dp_size=1, micro_batch_size=2, eos_token_id=2, call_options={})
+    assert all(same_length[key].is_nested for key in ("input_ids", "responses", "response_mask", "position_ids"))  # jagged, as verl's engine reads them

@@ -31,11 +31,10 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 import verl  # noqa: E402,F401  (loads the coars_verl plugin: the CPU platform)
 from verl.trainer.ppo.padding_utils import build_padding_position_ids  # noqa: E402
-from verl.utils import tensordict_utils as tu  # noqa: E402
 
 from coars_verl.algo.role_batch import self_distill_delta  # noqa: E402
 from coars_verl.distill.teacher_prompt import teacher_prompt_ids  # noqa: E402
-from coars_verl.teacher_records import SOURCE_FIELDS, padding_record, scoring_order, teacher_batch_shape, teacher_record  # noqa: E402
+from coars_verl.teacher_records import SOURCE_FIELDS, scored_log_probs, teacher_batch, teacher_record  # noqa: E402
 
 SAMPLES = [  # (student messages, response text, teacher context or "" for none)
     ([{"role": "system", "content": "You recommend."}, {"role": "user", "content": "Candidates: Heat, Up."}],
@@ -71,21 +70,10 @@ def stored_sample(prompt_ids: list[int], response_ids: list[int]) -> dict:
 
 def worker_log_probs(worker, records: list[dict], micro_batch_size: int, eos: int) -> tuple[list[torch.Tensor], int]:
     """Each record's response-token log-probs from the worker, and the micro-batch size sent: the
-    trainer's batch shape, padding records and scoring order (longest first)."""
-    from verl.workers.utils.padding import response_from_nested
-
-    total, rows = teacher_batch_shape(len(records), dp_size=1, micro_batch_size=micro_batch_size)
-    padded = records + [padding_record(records[0], eos) for _ in range(total - len(records))]
-    order = scoring_order([int(r["input_ids"].numel()) for r in padded], dp_size=1)
-    assert sorted(order) == list(range(len(padded)))
-    td = tu.list_of_dict_to_tensordict([padded[j] for j in order])
-    per_call = {"calculate_entropy": False, "compute_loss": False, "temperature": 1.0, "micro_batch_size_per_gpu": rows}
-    for key, value in per_call.items():
-        tu.assign_non_tensor_data(tensor_dict=td, key=key, val=value)
-    out = worker.compute_log_prob(td)
-    log_probs = response_from_nested(out["log_probs"], td["response_mask"])
-    position = {j: k for k, j in enumerate(order)}
-    return [log_probs[position[j], : r["responses"].numel()].float() for j, r in enumerate(records)], rows
+    trainer's own batch (teacher_batch: shape, padding records, scoring order) and read-back."""
+    batch, order = teacher_batch(records, dp_size=1, micro_batch_size=micro_batch_size, eos_token_id=eos,
+                                 call_options={"calculate_entropy": False, "compute_loss": False, "temperature": 1.0})
+    return scored_log_probs(worker.compute_log_prob(batch), batch, order, len(records)), batch["micro_batch_size_per_gpu"]
 
 
 def main(model_path: str) -> dict:
