@@ -1,6 +1,6 @@
 """Benchmark: the cost of self-distillation on the CPU recipe.
 
-    python -m coars_verl.bench.self_distill [--steps 6] [--artifacts artifacts]
+    python -m coars_verl.bench.self_distill [--steps 6] [--repeats 1] [--artifacts artifacts]
 
 Runs ``cpu_coars_tiny`` three times, same model, data and seed: self-distillation off; on (rlsd,
 the recipe default); and on with batches where most groups tie (``coars.reward.mode=outcome``:
@@ -12,7 +12,10 @@ old-log-prob pass's; the share of samples scored by the teacher and why the rest
 and the share of a step spent in our own code. Targets (issue 11): step time ratio <= 1.10,
 per-token cost ratio <= 1.1, the tied case skips its tied groups (``skipped``). Separate runs
 sample different rollouts, so the step ratio also carries their generation times (see
-``phases_s``); ``teacher_only_step_ratio`` is off's step plus the teacher pass alone.
+``phases_s``); ``teacher_only_step_ratio`` is off's step plus the teacher pass alone. With
+``--repeats N`` the three runs are made N times in turn, each round is reported, and the ratios'
+median and range across rounds head the report: one round's ratio can sit on either side of a
+target by the rollouts' luck alone.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--artifacts", type=Path, default=Path("artifacts"))
     parser.add_argument("--steps", type=int, default=6)
     parser.add_argument("--model", choices=("primed", "tiny", "smollm2"), default="primed")
+    parser.add_argument("--repeats", type=int, default=1, help="rounds of the three runs; the ratios' median and range are reported")
     args = parser.parse_args(argv)
 
     artifacts = args.artifacts.resolve()
@@ -51,27 +55,64 @@ def main(argv: list[str] | None = None) -> int:
     ]
     runs = {"off": ["algorithm.coars.self_distill.mode=off"], "rlsd": ["algorithm.coars.self_distill.mode=rlsd"],
             "rlsd_tied": ["algorithm.coars.self_distill.mode=rlsd", "coars.reward.mode=outcome"]}
-    results = {}
-    for name, overrides in runs.items():
-        run = run_main_ppo("cpu_coars_tiny", common + overrides, artifacts / "bench" / f"self_distill_{name}")
-        if run.returncode != 0:
-            print(run.log_tail(3000), file=sys.stderr)
-            return run.returncode
-        results[name] = run.metrics
-
-    report = {"steps": args.steps, "model": args.model, "step_s_off": round(mean_after_first([m["timing_s/step"] for m in results["off"]]), 3)}
-    for name in ("rlsd", "rlsd_tied"):
-        report[name] = summarise(results[name], report["step_s_off"])
-    report["own_code"] = {name: own_code(metrics) for name, metrics in results.items()}
-    report["phases_s"] = {name: phases(metrics) for name, metrics in results.items()}
-    for name in ("rlsd", "rlsd_tied"):
-        # separate runs sample different rollouts: generation and update times differ for reasons of
-        # their own, so the step ratio is noisy; this is the ratio the teacher pass alone would make
-        report[name]["teacher_only_step_ratio"] = round((report["step_s_off"] + report[name]["teacher_pass_s"]) / report["step_s_off"], 3)
+    rounds = []
+    for repeat in range(args.repeats):
+        results = {}
+        for name, overrides in runs.items():
+            folder = f"self_distill_{name}" + (f"_{repeat}" if args.repeats > 1 else "")
+            run = run_main_ppo("cpu_coars_tiny", common + overrides, artifacts / "bench" / folder)
+            if run.returncode != 0:
+                print(run.log_tail(3000), file=sys.stderr)
+                return run.returncode
+            results[name] = run.metrics
+        rounds.append(round_report(results))
+    report = {"steps": args.steps, "model": args.model, "repeats": args.repeats}
+    report.update(rounds[0] if args.repeats == 1 else {"across_rounds": across_rounds(rounds), "rounds": rounds})
     out = artifacts / "bench" / "self_distill.json"
     out.write_text(json.dumps(report, indent=2) + "\n")
 
-    print(f"self-distillation cost, cpu_coars_tiny, {args.steps} steps each, model {args.model}; off: {report['step_s_off']:.2f} s per step")
+    print(f"self-distillation cost, cpu_coars_tiny, {args.steps} steps each, model {args.model}, {args.repeats} round(s)")
+    for number, one in enumerate(rounds):
+        if args.repeats > 1:
+            print(f"round {number + 1}:")
+        print_round(one)
+    if args.repeats > 1:
+        print("across rounds (median [min, max]):")
+        for key, spread in report["across_rounds"].items():
+            print(f"  {key}: {spread['median']} [{spread['min']}, {spread['max']}]")
+    print(f"report: {out}")
+    return 0
+
+
+def round_report(results: dict[str, list[dict]]) -> dict:
+    """One round's figures: off's step time, each self-distillation run against it, phases and own code."""
+    report = {"step_s_off": round(mean_after_first([m["timing_s/step"] for m in results["off"]]), 3)}
+    for name in ("rlsd", "rlsd_tied"):
+        report[name] = summarise(results[name], report["step_s_off"])
+        # separate runs sample different rollouts: generation and update times differ for reasons of
+        # their own, so the step ratio is noisy; this is the ratio the teacher pass alone would make
+        report[name]["teacher_only_step_ratio"] = round((report["step_s_off"] + report[name]["teacher_pass_s"]) / report["step_s_off"], 3)
+    report["own_code"] = {name: own_code(metrics) for name, metrics in results.items()}
+    report["phases_s"] = {name: phases(metrics) for name, metrics in results.items()}
+    return report
+
+
+ACROSS_ROUNDS = ("step_time_ratio", "teacher_only_step_ratio", "per_token_cost_ratio", "token_ratio", "scored_share")
+
+
+def across_rounds(rounds: list[dict]) -> dict:
+    """Median, min and max over the rounds of each ratio of the rlsd run (``rlsd/...``) and the tied run."""
+    spread = {}
+    for name in ("rlsd", "rlsd_tied"):
+        for key in ACROSS_ROUNDS:
+            values = [r[name][key] for r in rounds if r[name][key] is not None]
+            if values:
+                spread[f"{name}/{key}"] = {"median": round(statistics.median(values), 3), "min": min(values), "max": max(values)}
+    return spread
+
+
+def print_round(report: dict) -> None:
+    print(f"  off: {report['step_s_off']:.2f} s per step")
     for name, label in (("rlsd", "rlsd"), ("rlsd_tied", "rlsd, most groups tied")):
         r = report[name]
         print(f"  {label}: {r['step_s']:.2f} s per step, ratio to off {r['step_time_ratio']:.3f} (target <= 1.10)")
@@ -85,8 +126,6 @@ def main(argv: list[str] | None = None) -> int:
     for name, parts in report["own_code"].items():
         print(f"  own code, {name}: dialogue core {parts['coars_dialogue_core']:.3f} s + reward {parts['coars_reward']:.4f} s + "
               f"advantage step {parts['coars_advantage']:.3f} s per step = {parts['share_of_step']:.1%} of the step")
-    print(f"report: {out}")
-    return 0
 
 
 def summarise(metrics: list[dict], step_s_off: float) -> dict:

@@ -2,7 +2,7 @@
 
 import pytest
 
-from coars_verl.bench.self_distill import phases, summarise
+from coars_verl.bench.self_distill import across_rounds, phases, round_report, summarise
 
 
 def step(t, teacher=0.5, teacher_tokens=90, student_tokens=100):
@@ -19,3 +19,19 @@ def test_ratios_and_phases():
     assert r["per_token_cost_ratio"] == pytest.approx((1.0 / 180) / (1.0 / 200), abs=1e-3)  # 1.111
     assert r["skipped"] == {"outcome_advantage_zero": 0.2}
     assert phases(metrics) == {"gen": 1.0, "old_log_prob": 0.5, "coars_teacher": 0.5, "update_actor": 1.5, "rest": 0.5}
+
+
+def test_rounds_report_each_ratio_with_median_and_range():
+    """--repeats: each round is reported on its own, and the median and range of its ratios across
+    rounds head the report (a mean, or the first round only, fails)."""
+    def run(step_s, teacher):
+        return [step(99.0, teacher), step(step_s, teacher), step(step_s, teacher)]
+
+    rounds = [round_report({"off": run(3.0, 0.0), "rlsd": run(s, t), "rlsd_tied": run(3.0, 0.1)})
+              for s, t in ((3.3, 0.3), (3.9, 0.9), (3.0, 0.0))]
+    assert rounds[0]["rlsd"]["step_time_ratio"] == 1.1 and rounds[0]["rlsd"]["teacher_only_step_ratio"] == 1.1
+    spread = across_rounds(rounds)
+    assert spread["rlsd/step_time_ratio"] == {"median": 1.1, "min": 1.0, "max": 1.3}
+    assert spread["rlsd/teacher_only_step_ratio"] == {"median": 1.1, "min": 1.0, "max": 1.3}
+    assert spread["rlsd_tied/step_time_ratio"] == {"median": 1.0, "min": 1.0, "max": 1.0}
+    assert "rlsd/per_token_cost_ratio" in spread and spread["rlsd/scored_share"]["median"] == 0.8
