@@ -69,10 +69,16 @@ def _unpinned_fsdp2_cpu_offload() -> None:
         def __post_init__(self):
             self.pin_memory = False
 
-    fsdp_utils.CPUOffloadPolicy = UnpinnedCPUOffloadPolicy
+    _replace_where_the_engine_binds_it(fsdp_utils, "CPUOffloadPolicy", UnpinnedCPUOffloadPolicy)
+
+
+def _replace_where_the_engine_binds_it(module, name: str, replacement) -> None:
+    """Set ``module.name``; verl's FSDP engine imports the name into its own module, so set its
+    binding too when it is imported already (later imports bind the replacement)."""
+    setattr(module, name, replacement)
     engine = sys.modules.get("verl.workers.engine.fsdp.transformer_impl")
     if engine is not None:
-        engine.CPUOffloadPolicy = UnpinnedCPUOffloadPolicy
+        setattr(engine, name, replacement)
 
 
 LOG_PROB_BLOCK_ROWS = 1024
@@ -143,10 +149,8 @@ def _causal_attention_for_right_padding() -> None:
         return torch.ones((input_ids.size(0), max_seq_len), dtype=torch.int32, device=input_ids.values().device)
 
     all_ones_for_right_padding._coars_causal_only = True
-    padding.build_attention_mask_from_nested = all_ones_for_right_padding
-    engine = sys.modules.get("verl.workers.engine.fsdp.transformer_impl")
-    if engine is not None:
-        engine.build_attention_mask_from_nested = all_ones_for_right_padding
+    _replace_where_the_engine_binds_it(padding, "build_attention_mask_from_nested", all_ones_for_right_padding)
+
 
 REPLAY_POLL_INTERVAL_S = 0.05
 """How often verl's replay buffer looks for a finished batch on CPU (verl's default: every 2 s)."""
