@@ -5,6 +5,7 @@ import math
 import pytest
 import torch
 from tensordict import TensorDict
+from verl.utils import tensordict_utils as tu
 import torch.nn.functional as F
 from hypothesis import given, settings, strategies as st
 from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -172,6 +173,18 @@ def _record(prompt_len: int, response: list[int]) -> dict:
     return teacher_record(sample, list(range(10, 10 + prompt_len)))
 
 
+def _engine_answer(batch: TensorDict, order) -> TensorDict:
+    """A worker's answer as verl's engine gives it: log-probs over each row's whole sequence,
+    position p holding the log-prob of token p + 1, so response token t is at prompt_len - 1 + t;
+    the values mark the record and t."""
+    values = []
+    for row, record in enumerate(order):
+        sequence, response = batch["input_ids"][row].numel(), batch["response_mask"][row].numel()
+        prompt = sequence - response
+        values.append(torch.cat([torch.full((prompt - 1,), -1.0), 100.0 * record + torch.arange(response, dtype=torch.float), torch.tensor([-1.0])]))
+    return TensorDict({"log_probs": torch.nested.nested_tensor(values, layout=torch.jagged)}, batch_size=[len(values)])
+
+
 def test_the_teacher_batch_is_shaped_ordered_and_read_back_in_record_order():
     """teacher_batch sends the records longest first with padding and the per-call options;
     scored_log_probs hands each record its own rows back: a lost inverse of the scoring order, or a
@@ -182,17 +195,15 @@ def test_the_teacher_batch_is_shaped_ordered_and_read_back_in_record_order():
     lengths = [int(n) for n in batch["input_ids"].offsets().diff()]
     assert lengths == sorted(lengths, reverse=True) and lengths[-1] == 2  # longest first; the padding record last
     assert batch["temperature"] == 0.7 and batch["micro_batch_size_per_gpu"] == 3
-    # a worker's answer as verl's engine gives it: over each row's whole sequence, position p holding the
-    # log-prob of token p + 1, so response token t is at prompt_len - 1 + t; marked by record and t
-    values = []
-    for row, record in enumerate(order):
-        response = batch["response_mask"][row].numel()
-        prompt = lengths[row] - response
-        values.append(torch.cat([torch.full((prompt - 1,), -1.0), 100.0 * record + torch.arange(response, dtype=torch.float), torch.tensor([-1.0])]))
-    output = TensorDict({"log_probs": torch.nested.nested_tensor(values, layout=torch.jagged)}, batch_size=[len(values)])
+    output = _engine_answer(batch, order)
     got = scored_log_probs(output, batch, order, len(records))
     assert [g.tolist() for g in got] == [[100.0 * j + t for t in range(r["responses"].numel())] for j, r in enumerate(records)]
     _, no_micro = teacher_batch(records, dp_size=2, micro_batch_size=None, eos_token_id=2, call_options={})
     assert len(no_micro) == 6  # dynamic batch sizes: the dp multiple only
+    # two data-parallel ranks: verl's dispatch cuts the batch into contiguous chunks and concatenates the answers
+    two, two_order = teacher_batch(records, dp_size=2, micro_batch_size=4, eos_token_id=2, call_options={})
+    answers = [_engine_answer(chunk, two_order[k * 3:(k + 1) * 3]) for k, chunk in enumerate(tu.chunk_tensordict(two, 2))]
+    got_two = scored_log_probs(tu.concat_tensordict(answers), two, two_order, len(records))
+    assert [g.tolist() for g in got_two] == [g.tolist() for g in got]
     same_length, _ = teacher_batch([_record(4, [1, 2]), _record(4, [3, 4])], dp_size=1, micro_batch_size=2, eos_token_id=2, call_options={})
     assert all(same_length[key].is_nested for key in ("input_ids", "responses", "response_mask", "position_ids"))  # jagged, as verl's engine reads them
