@@ -125,7 +125,6 @@ def teacher_batch(records: Sequence[Mapping[str, Any]], dp_size: int, micro_batc
 def scored_log_probs(output: TensorDict, batch: TensorDict, order: Sequence[int], num_records: int) -> list[torch.Tensor]:
     """Each real record's ``(response_len,)`` float log-probs from the worker's ``output`` for
     ``batch`` (:func:`teacher_batch`), in the records' own order."""
-    log_probs = response_from_nested(output["log_probs"], batch["response_mask"])
-    lengths = batch["response_mask"].offsets().diff()
+    rows = response_from_nested(output["log_probs"], batch["response_mask"]).unbind()  # row k: its response's tokens
     row_of = {record: row for row, record in enumerate(order)}
-    return [log_probs[row_of[j], : int(lengths[row_of[j]])].float() for j in range(num_records)]
+    return [rows[row_of[j]].float() for j in range(num_records)]

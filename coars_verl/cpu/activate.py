@@ -117,7 +117,6 @@ def _blockwise_log_probs() -> None:
     torch_functional.logprobs_from_logits_v2 = blockwise_logprobs
 
 
-
 def _causal_attention_for_right_padding() -> None:
     """verl's engine without remove-padding (the CPU recipes' setting: packing needs flash-attn)
     pads each micro-batch on the right and passes the padding mask to the model. With a mask that

@@ -188,11 +188,11 @@ def _load_movielens(raw_dir, encoding: str, name: str, variant: str, ratings: tu
     (ratings_file, ratings_kind, ratings_table), (items_file, items_kind, items_table) = ratings, items
     ratings_p = find_file(raw_dir, [ratings_file], f"MovieLens {variant} {ratings_kind} ({ratings_file})")
     items_p = find_file(raw_dir, [items_file], f"MovieLens {variant} {items_kind} ({items_file})")
-    r, movies = ratings_table.read(ratings_p, encoding, drops), items_table.read(items_p, encoding, drops)
+    ratings_df, movies = ratings_table.read(ratings_p, encoding, drops), items_table.read(items_p, encoding, drops)
     files = [ratings_p.name, items_p.name]
     extra = _validate_optional_users(raw_dir, *users, files, drops, encoding)
     items_df = _dedupe_items(_movielens_items(movies["item_id"].to_numpy(), movies["title"].tolist()), drops)
-    inter = _interactions(r["user_id"].to_numpy(), r["item_id"].to_numpy(), r["timestamp"].to_numpy())
+    inter = _interactions(ratings_df["user_id"].to_numpy(), ratings_df["item_id"].to_numpy(), ratings_df["timestamp"].to_numpy())
     return LoadedDataset(name, variant, inter, items_df, drops, _raw_stats(inter, items_df.shape[0], **extra), files,
                          {"order": "rating timestamp, ties by item id"}, "movielens")
 
