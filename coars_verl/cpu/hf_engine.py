@@ -15,6 +15,8 @@ Prompts of one batch are left-padded and decoded together with a KV cache.
 
 from __future__ import annotations
 
+import hashlib
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Optional, Sequence
 
@@ -89,6 +91,34 @@ def process_logits(logits: torch.Tensor, settings: Sequence[SamplingSettings], p
             drop = cumulative - torch.softmax(sorted_vals, dim=-1) >= s.top_p  # keep the token that crosses top_p
             out[row, sorted_idx[drop]] = float("-inf")
     return out
+
+
+class PromptSeeds:
+    """Seeds for sampled requests taken from what is asked, not from when it arrives.
+
+    With one shared generator, which tokens a request draws depends on the order and company in
+    which concurrent requests reach the engine, so two runs of the same job sample different
+    rollouts. Here a request's seed is a hash of the base seed, the training step, its prompt ids
+    and how many identical prompts came before it in that step: two runs that send the same
+    prompts at the same step sample the same tokens, whatever the arrival order (identical prompts
+    swap seeds among themselves, which leaves each group's set of samples unchanged). The count
+    is kept per step only (reset when the step changes), so memory stays bounded by one step's
+    distinct prompts.
+    """
+
+    def __init__(self, base_seed: int):
+        self.base_seed = int(base_seed)
+        self._step: Optional[int] = None
+        self._seen: Counter[bytes] = Counter()
+
+    def seed_for(self, prompt_ids: Sequence[int], step: Optional[int]) -> int:
+        if step != self._step:
+            self._step, self._seen = step, Counter()
+        prompt_key = hashlib.blake2b(b",".join(str(int(t)).encode() for t in prompt_ids), digest_size=16).digest()
+        occurrence = self._seen[prompt_key]
+        self._seen[prompt_key] += 1
+        material = f"{self.base_seed}|{step}|{occurrence}|".encode() + prompt_key
+        return int.from_bytes(hashlib.blake2b(material, digest_size=8).digest(), "big") >> 1  # torch seeds are < 2**63
 
 
 class HFGenerationEngine:

@@ -11,7 +11,11 @@ Three pieces, mirroring verl's vLLM backend:
 
 The served weights use ``actor_rollout_ref.rollout.dtype`` (use float32 on CPU). Backend options
 come from ``actor_rollout_ref.rollout.engine_kwargs.hf``: ``max_batch_size`` (64),
-``batch_wait_ms`` (5), ``num_threads`` (all cores).
+``batch_wait_ms`` (5), ``num_threads`` (all cores), ``seed_from_prompt`` (false: sampled
+requests without a seed of their own draw from one generator seeded with ``rollout.seed``, so
+what a request samples depends on arrival order; true: each gets a seed from its prompt and step,
+see :class:`PromptSeeds`, and two runs of one job on one replica sample the same rollouts while
+the weights are the same).
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import asyncio
 import logging
 import os
 import time
+from dataclasses import replace
 from typing import Any, Optional
 
 import ray
@@ -30,7 +35,7 @@ from verl.workers.rollout.base import BaseRollout
 from verl.workers.rollout.replica import RolloutReplica, TokenOutput
 
 from coars_verl.constants import ROLLOUT_BACKEND_NAME
-from coars_verl.cpu.hf_engine import GenerationRequest, GenerationResult, HFGenerationEngine, SamplingSettings
+from coars_verl.cpu.hf_engine import GenerationRequest, GenerationResult, HFGenerationEngine, PromptSeeds, SamplingSettings
 
 logger = logging.getLogger(__name__)
 
@@ -98,6 +103,7 @@ class HFRolloutServer:
         self.options = _engine_options(self.config)
         self.max_batch_size = int(self.options.get("max_batch_size", 64))
         self.batch_wait_s = float(self.options.get("batch_wait_ms", 5)) / 1000.0
+        self.prompt_seeds = PromptSeeds(self.config.seed + replica_rank) if bool(self.options.get("seed_from_prompt", False)) else None
         self.global_steps: Optional[int] = None
         self.engine: Optional[HFGenerationEngine] = None
         self._queue: Optional[asyncio.Queue] = None
@@ -161,6 +167,8 @@ class HFRolloutServer:
         default_max = min(self.config.response_length, self.config.prompt_length + self.config.response_length - len(prompt_ids))
         settings = sampling_settings_from_request(sampling_params, default_max)
         settings = _with_max_tokens(settings, max(1, min(settings.max_tokens, headroom)))
+        if self.prompt_seeds is not None and settings.seed is None and not settings.greedy:
+            settings = replace(settings, seed=self.prompt_seeds.seed_for(prompt_ids, self.global_steps))
         extra_fields: dict[str, Any] = {"global_steps": self.global_steps, "num_cached_tokens": 0}
         if self._paused:
             return TokenOutput(token_ids=[], log_probs=None, stop_reason="aborted", extra_fields=extra_fields)
@@ -284,8 +292,6 @@ class HFRolloutServer:
 
 
 def _with_max_tokens(settings: SamplingSettings, max_tokens: int) -> SamplingSettings:
-    from dataclasses import replace
-
     return replace(settings, max_tokens=max_tokens)
 
 

@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 from transformers import Qwen2Config, Qwen2ForCausalLM
 
-from coars_verl.cpu.hf_engine import GenerationRequest, HFGenerationEngine, SamplingSettings, process_logits
+from coars_verl.cpu.hf_engine import GenerationRequest, HFGenerationEngine, PromptSeeds, SamplingSettings, process_logits
 
 EOS = 3
 PAD = 0
@@ -106,3 +106,17 @@ def test_top_p_keeps_the_smallest_set_reaching_p():
     logits = torch.log(torch.tensor([[0.5, 0.3, 0.15, 0.05]]))
     out = process_logits(logits, [SamplingSettings(max_tokens=1, top_p=0.7)], [[]])
     assert torch.isfinite(out[0, :2]).all() and torch.isinf(out[0, 2:]).all()
+
+
+def test_prompt_seeds_follow_the_prompt_and_its_count_not_the_arrival_order():
+    a, b = [5, 9, 11], [7, 8]
+    first = PromptSeeds(0)
+    in_order = [first.seed_for(p, step=3) for p in (a, a, b)]
+    second = PromptSeeds(0)
+    reordered = [second.seed_for(p, step=3) for p in (b, a, a)]
+    assert in_order == [reordered[1], reordered[2], reordered[0]]
+    assert in_order[0] != in_order[1], "a repeated prompt (a group's copies) needs a seed of its own per copy"
+    assert all(0 <= s < 2**63 for s in in_order)
+    assert PromptSeeds(0).seed_for(a, step=4) != in_order[0], "the step is part of the seed"
+    assert PromptSeeds(1).seed_for(a, step=3) != in_order[0], "the base seed is part of the seed"
+    assert second.seed_for(a, step=4) == PromptSeeds(0).seed_for(a, step=4), "a new step starts the counts afresh"

@@ -109,3 +109,33 @@ def test_sampling_options_translate_and_unsupported_ones_fail_loudly():
         sampling_settings_from_request({"min_p": 0.1}, 32)
     with pytest.raises(ValueError, match="bogus"):
         sampling_settings_from_request({"bogus": 1}, 32)
+
+
+def _sample_in_order(tiny_model_path, requests: list[tuple[str, list[int]]], seed_from_prompt: bool) -> dict[str, list[tuple[int, ...]]]:
+    """A fresh server (no Ray), the requests sent concurrently in the given order: each key's answers, sorted."""
+
+    async def go():
+        config = _rollout_config(engine_kwargs={"hf": {"seed_from_prompt": seed_from_prompt, "batch_wait_ms": 20}})
+        server = HFRolloutServer(config=config, model_config=HFModelConfig(path=str(tiny_model_path)), replica_rank=0)
+        await server.launch_server()
+        await server.set_global_steps(7)
+        sampled = {"temperature": 1.0, "max_tokens": 10}
+        outs = await asyncio.gather(*[server.generate(prompt_ids=p, sampling_params=dict(sampled), request_id=f"{key}{i}") for i, (key, p) in enumerate(requests)])
+        answers: dict[str, list[tuple[int, ...]]] = {}
+        for (key, _), out in zip(requests, outs):
+            answers.setdefault(key, []).append(tuple(out.token_ids))
+        return {key: sorted(v) for key, v in answers.items()}
+
+    return asyncio.run(go())
+
+
+def test_seed_from_prompt_samples_the_same_rollouts_whatever_the_arrival_order(tiny_model_path):
+    a, b = _prompt(tiny_model_path, "Recommend one movie."), _prompt(tiny_model_path, "Recommend one song.")
+    group = [("a", a)] * 4 + [("b", b)] * 2
+    interleaved = [("b", b), ("a", a), ("a", a), ("b", b), ("a", a), ("a", a)]
+    first = _sample_in_order(tiny_model_path, group, seed_from_prompt=True)
+    second = _sample_in_order(tiny_model_path, interleaved, seed_from_prompt=True)
+    assert first == second
+    assert len(set(first["a"])) > 1, "the copies of one prompt must not all share one seed"
+    shared_generator = _sample_in_order(tiny_model_path, interleaved, seed_from_prompt=False)
+    assert shared_generator != second, "without the option the shared generator decides (else this test shows nothing)"
