@@ -108,8 +108,8 @@ def round_report(results: dict[str, list[dict]]) -> dict:
     report = {"step_s_off": round(mean_after_first([m["timing_s/step"] for m in results["off"]]), 3)}
     for name in ("rlsd", "rlsd_tied"):
         report[name] = summarise(results[name], report["step_s_off"])
-        # separate runs sample different rollouts: generation and update times differ for reasons of
-        # their own, so the step ratio is noisy; this is the ratio the teacher pass alone would make
+        # separate runs' step times drift apart on a shared machine (and with --learning-policy their
+        # rollouts differ), so the step ratio is noisy; this is the ratio the teacher pass alone would make
         report[name]["teacher_only_step_ratio"] = round((report["step_s_off"] + report[name]["teacher_pass_s"]) / report["step_s_off"], 3)
     report["rlsd"]["rollouts_match"] = rollouts_match(results["off"], results["rlsd"])
     report["own_code"] = {name: own_code(metrics) for name, metrics in results.items()}
