@@ -10,14 +10,15 @@ from coars_verl.cpu.launch import TrainingRun, run_main_ppo  # noqa: F401
 TITLES = ["Toy Story", "Heat", "Fargo", "Casino", "Babe", "Se7en", "Clueless", "Jumanji"]
 
 
-def write_title_prompts(path: Path, n: int) -> None:
-    """``n`` single-turn rows of verl's RL dataset format: pick one of :data:`TITLES` (the target cycles)."""
+def write_title_prompts(path: Path, n: int, numbered: bool = False) -> None:
+    """``n`` single-turn rows of verl's RL dataset format: pick one of :data:`TITLES` (the target
+    cycles). ``numbered``: each row's request carries its number, so no two rows share a prompt."""
     rows = [
         {
             "data_source": "coars/synthetic",
             "prompt": [
                 {"role": "system", "content": "You recommend movies. Answer with 'Item: <title>'."},
-                {"role": "user", "content": f"Candidates: {', '.join(TITLES)}. Recommend one."},
+                {"role": "user", "content": f"Candidates: {', '.join(TITLES)}. Recommend one" + (f" (request {i})." if numbered else ".")},
             ],
             "ability": "recommendation",
             "reward_model": {"style": "rule", "ground_truth": TITLES[i % len(TITLES)]},
@@ -28,11 +29,11 @@ def write_title_prompts(path: Path, n: int) -> None:
     pd.DataFrame(rows).to_parquet(path)
 
 
-def run_on_title_prompts(work: Path, model: Path, train_rows: int, overrides: Sequence[str] = ()) -> TrainingRun:
+def run_on_title_prompts(work: Path, model: Path, train_rows: int, overrides: Sequence[str] = (), numbered: bool = False) -> TrainingRun:
     """``cpu_grpo_tiny`` through main_ppo on ``train_rows`` title prompts (4 for validation) written
     to ``work``; the run must succeed."""
-    write_title_prompts(work / "train.parquet", train_rows)
-    write_title_prompts(work / "val.parquet", 4)
+    write_title_prompts(work / "train.parquet", train_rows, numbered)
+    write_title_prompts(work / "val.parquet", 4, numbered)
     data = [f"actor_rollout_ref.model.path={model}", f"data.train_files={work / 'train.parquet'}", f"data.val_files={work / 'val.parquet'}"]
     run = run_main_ppo("cpu_grpo_tiny", [*data, *overrides], work)
     assert run.returncode == 0, run.log_tail()

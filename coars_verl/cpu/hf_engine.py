@@ -101,9 +101,10 @@ class PromptSeeds:
     rollouts. Here a request's seed is a hash of the base seed, the training step, its prompt ids
     and how many identical prompts came before it in that step: two runs that send the same
     prompts at the same step sample the same tokens, whatever the arrival order (identical prompts
-    swap seeds among themselves, which leaves each group's set of samples unchanged). The count
-    is kept per step only (reset when the step changes), so memory stays bounded by one step's
-    distinct prompts.
+    swap seeds among themselves, which leaves each group's set of samples unchanged; two dataset
+    rows with one prompt, though, exchange samples by arrival order, and with them their rewards).
+    The count is kept per step only (reset when the step changes), so memory stays bounded by one
+    step's distinct prompts.
     """
 
     def __init__(self, base_seed: int):

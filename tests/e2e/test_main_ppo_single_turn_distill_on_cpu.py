@@ -19,8 +19,12 @@ SELF_DISTILL = ["+algorithm.coars.self_distill.mode=rlsd", "+algorithm.coars.sel
 @pytest.fixture(scope="module")
 def single_turn_run(tmp_path_factory, tiny_model_path):
     work = tmp_path_factory.mktemp("single_turn_sd")
+    # the same rollouts in every run: sampling seeded by prompt, and no two rows share a prompt (rows with
+    # one prompt would swap samples by arrival order). From the shared generator, a step whose groups
+    # all tied, so that the teacher scored nothing, came up now and then.
     run = run_on_title_prompts(work, tiny_model_path, 16, ["actor_rollout_ref.rollout.n=4", *TWO_OVERRIDES, *SELF_DISTILL,
-                                                           f"trainer.rollout_data_dir={work / 'rollouts'}"])
+                                                           "++actor_rollout_ref.rollout.engine_kwargs.hf.seed_from_prompt=true",
+                                                           f"trainer.rollout_data_dir={work / 'rollouts'}"], numbered=True)
     return run, work
 
 
