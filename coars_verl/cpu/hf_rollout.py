@@ -166,12 +166,12 @@ class HFRolloutServer:
             )
         default_max = min(self.config.response_length, self.config.prompt_length + self.config.response_length - len(prompt_ids))
         settings = sampling_settings_from_request(sampling_params, default_max)
-        settings = _with_max_tokens(settings, max(1, min(settings.max_tokens, headroom)))
-        if self.prompt_seeds is not None and settings.seed is None and not settings.greedy:
-            settings = replace(settings, seed=self.prompt_seeds.seed_for(prompt_ids, self.global_steps))
+        settings = replace(settings, max_tokens=max(1, min(settings.max_tokens, headroom)))
         extra_fields: dict[str, Any] = {"global_steps": self.global_steps, "num_cached_tokens": 0}
         if self._paused:
             return TokenOutput(token_ids=[], log_probs=None, stop_reason="aborted", extra_fields=extra_fields)
+        if self.prompt_seeds is not None and settings.seed is None and not settings.greedy:
+            settings = replace(settings, seed=self.prompt_seeds.seed_for(prompt_ids, self.global_steps))
 
         future = asyncio.get_running_loop().create_future()
         self._in_flight += 1
@@ -289,10 +289,6 @@ class HFRolloutServer:
 
     async def stop_profile(self):
         return None
-
-
-def _with_max_tokens(settings: SamplingSettings, max_tokens: int) -> SamplingSettings:
-    return replace(settings, max_tokens=max_tokens)
 
 
 def _abort(batch) -> None:
