@@ -1,31 +1,33 @@
 """Benchmark: the cost of self-distillation on the CPU recipe.
 
-    python -m coars_verl.bench.self_distill [--steps 6] [--repeats 1] [--learning-policy] [--artifacts artifacts]
+    python -m coars_verl.bench.self_distill [--steps 6] [--repeats 2] [--learning-policy] [--artifacts artifacts]
 
-Runs ``cpu_coars_tiny`` three times, same model, data and seed: self-distillation off; on (rlsd,
-the recipe default); and on with batches where most groups tie (``coars.reward.mode=outcome``:
-both roles get Hit@1, so a group ties unless one of its dialogues hits, which the primed model
-rarely does; rlsd's credit cannot change in a tied group, which the trainer must see and skip).
-Prints, and writes to ``ARTIFACTS/bench/self_distill.json``: mean seconds per step (the first
-step, with warm-up, left out) and the ratio to off; teacher-pass tokens against the
-old-log-prob pass's tokens; the per-token cost of the teacher pass against the old-log-prob
-pass's; the share of samples scored by the teacher and why the rest were skipped; and the share
-of a step spent in our own code. Targets (issue 11): step time ratio <= 1.10, per-token cost
-ratio <= 1.1, the tied case skips its tied groups (``skipped``).
+Runs ``cpu_coars_tiny`` with the same model, data and seed: self-distillation off and on (rlsd,
+the recipe default), ``--repeats`` times each, and once on with batches where most groups tie
+(``coars.reward.mode=outcome``: both roles get Hit@1, so a group ties unless one of its dialogues
+hits, which the primed model rarely does; rlsd's credit cannot change in a tied group, which the
+trainer must see and skip). Prints, and writes to ``ARTIFACTS/bench/self_distill.json``: mean
+seconds per step (each run's first step, with warm-up, left out) and the ratio to off;
+teacher-pass tokens against the old-log-prob pass's tokens; the per-token cost of the teacher pass
+against the old-log-prob pass's; the share of samples scored by the teacher and why the rest were
+skipped; each phase of the step; and the share of a step spent in our own code. Targets (issue
+11): step time ratio <= 1.10, per-token cost ratio <= 1.1, the tied case skips its tied groups
+(``skipped``).
 
 The runs see the same rollouts: the policy is held fixed (``actor.optim.lr=0``: the update still
 runs in full, it just moves nothing) and each sampled request takes its seed from its prompt and
 step (the hf backend's ``seed_from_prompt``), so rlsd's step does off's work plus the teacher
 pass. ``rollouts_match`` is the share of steps whose total tokens and mean score equal off's.
 Even so, separate runs of the same work differ by 5-25 % in step time on a shared 2-core machine
-(generation, old-log-prob and update phases alike), more than the cost measured, so the step
-ratio of two runs is noisy; ``same_run_step_ratio`` divides rlsd's step by the same steps without
-their teacher pass, both timed in the same run: with the same rollouts, the rest of rlsd's step
-is off's work. ``teacher_only_step_ratio`` is off's step plus the teacher pass alone.
-``--learning-policy`` lets the policy learn (lr as in the recipe, shared sampling generator):
-the runs then diverge after the first update. With ``--repeats N`` the three runs are made N
-times in turn, each round is reported, and the ratios' median and range across rounds head the
-report.
+(generation, old-log-prob and update phases alike), more than the cost measured. So the runs
+alternate: round ``r`` runs off then rlsd when ``r`` is even and rlsd then off when odd (with two
+rounds: off, rlsd, tied, rlsd, off), a drift of the machine's speed over the bench weighs on both
+modes alike, and the step ratio pools every timed step of each mode. ``noise`` gives the spread of
+the off runs among themselves: a step ratio is no more precise than that. ``same_run_step_ratio``
+divides rlsd's step by the same steps without their teacher pass, both timed in the same run;
+``teacher_only_step_ratio`` is off's step plus the teacher pass alone. ``--learning-policy`` lets
+the policy learn (lr as in the recipe, shared sampling generator): the runs then diverge after the
+first update.
 """
 
 from __future__ import annotations
@@ -45,8 +47,25 @@ from coars_verl.demo import build_model, prepare_movielens
 SAME_ROLLOUTS = ["actor_rollout_ref.actor.optim.lr=0", "++actor_rollout_ref.rollout.engine_kwargs.hf.seed_from_prompt=true"]
 
 
-def mean_after_first(values: list[float]) -> float:
-    return statistics.fmean(values[1:] if len(values) > 1 else values)
+def timed(metrics: list[dict]) -> list[dict]:
+    """A run's timed steps: all but the first (compilation, warm-up), unless it is the only one."""
+    return metrics[1:] if len(metrics) > 1 else metrics
+
+
+def mean_step(steps: list[dict]) -> float:
+    return statistics.fmean(m["timing_s/step"] for m in steps)
+
+
+def run_order(repeats: int) -> list[tuple[str, int]]:
+    """``(run, round)`` in launch order: each round runs off and rlsd, in that order in an even round
+    and the other way round in an odd one, so that a drift of the machine's speed during the bench
+    weighs on both modes alike; the tied run once, after the first round."""
+    order = []
+    for number in range(repeats):
+        order += [(name, number) for name in (("off", "rlsd") if number % 2 == 0 else ("rlsd", "off"))]
+        if number == 0:
+            order.append(("rlsd_tied", 0))
+    return order
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -54,9 +73,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--artifacts", type=Path, default=Path("artifacts"))
     parser.add_argument("--steps", type=int, default=6)
     parser.add_argument("--model", choices=("primed", "tiny", "smollm2"), default="primed")
-    parser.add_argument("--repeats", type=int, default=1, help="rounds of the three runs; the ratios' median and range are reported")
+    parser.add_argument("--repeats", type=int, default=2, help="runs of each mode, off and rlsd alternating in order (default 2)")
     parser.add_argument("--learning-policy", action="store_true", help="let the policy learn (the runs then sample different rollouts)")
     args = parser.parse_args(argv)
+    if args.repeats < 1:
+        parser.error("--repeats must be >= 1")
 
     artifacts = args.artifacts.resolve()
     model = build_model(args.model, artifacts / "models")
@@ -71,50 +92,58 @@ def main(argv: list[str] | None = None) -> int:
     ]
     if not args.learning_policy:
         common += SAME_ROLLOUTS
-    runs = {"off": ["algorithm.coars.self_distill.mode=off"], "rlsd": ["algorithm.coars.self_distill.mode=rlsd"],
-            "rlsd_tied": ["algorithm.coars.self_distill.mode=rlsd", "coars.reward.mode=outcome"]}
-    rounds = []
-    for repeat in range(args.repeats):
-        results = {}
-        for name, overrides in runs.items():
-            folder = f"self_distill_{name}" + (f"_{repeat}" if args.repeats > 1 else "")
-            run = run_main_ppo("cpu_coars_tiny", common + overrides, artifacts / "bench" / folder)
-            if run.returncode != 0:
-                print(run.log_tail(3000), file=sys.stderr)
-                return run.returncode
-            results[name] = run.metrics
-        rounds.append(round_report(results))
-    report = {"steps": args.steps, "model": args.model, "repeats": args.repeats, "policy": "learning" if args.learning_policy else "fixed"}
-    report.update(rounds[0] if args.repeats == 1 else {"across_rounds": across_rounds(rounds), "rounds": rounds})
+    modes = {"off": ["algorithm.coars.self_distill.mode=off"], "rlsd": ["algorithm.coars.self_distill.mode=rlsd"],
+             "rlsd_tied": ["algorithm.coars.self_distill.mode=rlsd", "coars.reward.mode=outcome"]}
+    runs = []
+    for name, number in run_order(args.repeats):
+        run = run_main_ppo("cpu_coars_tiny", common + modes[name], artifacts / "bench" / f"self_distill_{name}_{number}")
+        if run.returncode != 0:
+            print(run.log_tail(3000), file=sys.stderr)
+            return run.returncode
+        runs.append((name, number, run.metrics))
+    report = {"steps": args.steps, "model": args.model, "repeats": args.repeats, "policy": "learning" if args.learning_policy else "fixed",
+              **bench_report(runs)}
     out = artifacts / "bench" / "self_distill.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2) + "\n")
-
-    print(f"self-distillation cost, cpu_coars_tiny, {args.steps} steps each, model {args.model}, {report['policy']} policy, {args.repeats} round(s)")
-    for number, one in enumerate(rounds):
-        if args.repeats > 1:
-            print(f"round {number + 1}:")
-        print_round(one)
-    if args.repeats > 1:
-        print("across rounds (median [min, max]):")
-        for key, spread in report["across_rounds"].items():
-            print(f"  {key}: {spread['median']} [{spread['min']}, {spread['max']}]")
+    print(f"self-distillation cost, cpu_coars_tiny, {args.steps} steps per run, model {args.model}, {report['policy']} policy, "
+          f"{args.repeats} run(s) of off and rlsd")
+    print_report(report)
     print(f"report: {out}")
     return 0
 
 
-def round_report(results: dict[str, list[dict]]) -> dict:
-    """One round's figures: off's step time, each self-distillation run against it, phases and own code."""
-    report = {"step_s_off": round(mean_after_first([m["timing_s/step"] for m in results["off"]]), 3)}
+def bench_report(runs: list[tuple[str, int, list[dict]]]) -> dict:
+    """The report of the runs ``(name, round, metrics)`` in launch order: each mode's timed steps
+    pooled over its runs, against off's; the rounds one by one; the off runs' spread."""
+    steps = {name: [m for n, _, metrics in runs if n == name for m in timed(metrics)] for name in ("off", "rlsd", "rlsd_tied")}
+    report = {"order": [f"{name}_{number}" for name, number, _ in runs], "step_s_off": round(mean_step(steps["off"]), 3)}
     for name in ("rlsd", "rlsd_tied"):
-        report[name] = summarise(results[name], report["step_s_off"])
-        # separate runs' step times drift apart on a shared machine (and with --learning-policy their
-        # rollouts differ), so the step ratio is noisy; this is the ratio the teacher pass alone would make
-        report[name]["teacher_only_step_ratio"] = round((report["step_s_off"] + report[name]["teacher_pass_s"]) / report["step_s_off"], 3)
-    report["rlsd"]["rollouts_match"] = rollouts_match(results["off"], results["rlsd"])
-    report["own_code"] = {name: own_code(metrics) for name, metrics in results.items()}
-    report["phases_s"] = {name: phases(metrics) for name, metrics in results.items()}
+        if steps[name]:
+            report[name] = summarise(steps[name], report["step_s_off"])
+            # this ratio assumes rlsd's step is off's plus its teacher pass; the step ratio measures it
+            report[name]["teacher_only_step_ratio"] = round((report["step_s_off"] + report[name]["teacher_pass_s"]) / report["step_s_off"], 3)
+    first_off = next(metrics for name, _, metrics in runs if name == "off")
+    report["rlsd"]["rollouts_match"] = min(rollouts_match(first_off, metrics) for name, _, metrics in runs if name == "rlsd")
+    off_runs = [round(mean_step(timed(metrics)), 3) for name, _, metrics in runs if name == "off"]
+    report["noise"] = {"off_runs_step_s": off_runs, "off_spread": round(max(off_runs) / min(off_runs), 3)}
+    report["rounds"] = rounds(runs)
+    report["phases_s"] = {name: phases(steps[name]) for name in steps if steps[name]}
+    report["own_code"] = {name: own_code(steps[name]) for name in steps if steps[name]}
     return report
+
+
+def rounds(runs: list[tuple[str, int, list[dict]]]) -> list[dict]:
+    """Each round's order, off and rlsd step times and their ratios."""
+    out = []
+    for number in sorted({number for _, number, _ in runs}):
+        mine = {name: timed(metrics) for name, n, metrics in runs if n == number}
+        if "off" not in mine or "rlsd" not in mine:
+            continue
+        one = summarise(mine["rlsd"], mean_step(mine["off"]))
+        out.append({"order": [name for name, n, _ in runs if n == number], "step_s_off": round(mean_step(mine["off"]), 3),
+                    "step_s_rlsd": one["step_s"], "step_time_ratio": one["step_time_ratio"], "same_run_step_ratio": one["same_run_step_ratio"]})
+    return out
 
 
 ROLLOUT_FINGERPRINT = ("global_seqlen/mean", "critic/score/mean")
@@ -128,23 +157,12 @@ def rollouts_match(one: list[dict], other: list[dict]) -> float:
     return round(sum(same) / len(same), 3) if same else 0.0
 
 
-ACROSS_ROUNDS = ("step_time_ratio", "same_run_step_ratio", "teacher_only_step_ratio", "per_token_cost_ratio", "token_ratio", "scored_share")
-
-
-def across_rounds(rounds: list[dict]) -> dict:
-    """Median, min and max over the rounds of each ratio of the rlsd run (``rlsd/...``) and the tied run."""
-    spread = {}
-    for name in ("rlsd", "rlsd_tied"):
-        for key in ACROSS_ROUNDS:
-            values = [r[name][key] for r in rounds if r[name][key] is not None]
-            if values:
-                spread[f"{name}/{key}"] = {"median": round(statistics.median(values), 3), "min": min(values), "max": max(values)}
-    return spread
-
-
-def print_round(report: dict) -> None:
-    print(f"  off: {report['step_s_off']:.2f} s per step")
+def print_report(report: dict) -> None:
+    print(f"  off: {report['step_s_off']:.2f} s per step; off runs {report['noise']['off_runs_step_s']} "
+          f"(spread {report['noise']['off_spread']:.3f}: no step ratio is more precise than that)")
     for name, label in (("rlsd", "rlsd"), ("rlsd_tied", "rlsd, most groups tied")):
+        if name not in report:
+            continue
         r = report[name]
         print(f"  {label}: {r['step_s']:.2f} s per step, ratio to off {r['step_time_ratio']:.3f} (target <= 1.10)")
         if "rollouts_match" in r:
@@ -155,6 +173,9 @@ def print_round(report: dict) -> None:
         print(f"    teacher pass split (s per step): {r['teacher_split_s']}")
         print(f"    its step against the same steps without the teacher pass (same run): ratio {r['same_run_step_ratio']:.3f}")
         print(f"    off's step plus this teacher pass alone: ratio {r['teacher_only_step_ratio']:.3f}")
+    for one in report["rounds"]:
+        print(f"  round {', '.join(one['order'])}: off {one['step_s_off']:.2f} s, rlsd {one['step_s_rlsd']:.2f} s, "
+              f"ratio {one['step_time_ratio']:.3f} (same run {one['same_run_step_ratio']:.3f})")
     for name, parts in report["phases_s"].items():
         print(f"  phases, {name} (s per step): " + ", ".join(f"{k} {v:.2f}" for k, v in parts.items()))
     for name, parts in report["own_code"].items():
@@ -162,31 +183,32 @@ def print_round(report: dict) -> None:
               f"advantage step {parts['coars_advantage']:.3f} s per step = {parts['share_of_step']:.1%} of the step")
 
 
-def summarise(metrics: list[dict], step_s_off: float) -> dict:
-    """Step time, token and per-token cost ratios, and the scored share of one self-distillation run."""
-    step_s = mean_after_first([m["timing_s/step"] for m in metrics])
-    teacher_tokens = sum(m["coars/sd/teacher_tokens"] for m in metrics[1:] or metrics)
-    student_tokens = sum(m["coars/sd/student_tokens"] for m in metrics[1:] or metrics)
-    teacher_s = sum(m["timing_s/coars_teacher"] for m in metrics[1:] or metrics)
-    old_lp_s = sum(m["timing_s/old_log_prob"] for m in metrics[1:] or metrics)
+def summarise(steps: list[dict], step_s_off: float) -> dict:
+    """Step time, token and per-token cost ratios, and the scored share over the timed ``steps`` of
+    a self-distillation mode, against off's mean step ``step_s_off``."""
+    step_s = mean_step(steps)
+    teacher_tokens = sum(m["coars/sd/teacher_tokens"] for m in steps)
+    student_tokens = sum(m["coars/sd/student_tokens"] for m in steps)
+    teacher_s = sum(m["timing_s/coars_teacher"] for m in steps)
+    old_lp_s = sum(m["timing_s/old_log_prob"] for m in steps)
     per_token = (teacher_s / teacher_tokens) / (old_lp_s / student_tokens) if teacher_tokens else None
-    teacher_pass_s = teacher_s / max(len(metrics) - 1, 1)
-    skipped_keys = sorted({k for m in metrics for k in m if k.startswith("coars/sd/skipped/")})
+    teacher_pass_s = teacher_s / len(steps)
+    skipped_keys = sorted({k for m in steps for k in m if k.startswith("coars/sd/skipped/")})
     return {
         "step_s": round(step_s, 3),
         "step_time_ratio": round(step_s / step_s_off, 3),
         "same_run_step_ratio": round(step_s / (step_s - teacher_pass_s), 3),
-        "scored_share": round(statistics.fmean(m["coars/sd/scored_share"] for m in metrics), 3),
-        "skipped": {k.rsplit("/", 1)[1]: round(statistics.fmean(m.get(k, 0.0) for m in metrics), 3) for k in skipped_keys},
-        "context_share": round(statistics.fmean(m["coars/sd/context_share"] for m in metrics), 3),
+        "scored_share": round(statistics.fmean(m["coars/sd/scored_share"] for m in steps), 3),
+        "skipped": {k.rsplit("/", 1)[1]: round(statistics.fmean(m.get(k, 0.0) for m in steps), 3) for k in skipped_keys},
+        "context_share": round(statistics.fmean(m["coars/sd/context_share"] for m in steps), 3),
         "teacher_tokens": int(teacher_tokens),
         "old_log_prob_tokens": int(student_tokens),
         "token_ratio": round(teacher_tokens / student_tokens, 3),
         "teacher_pass_s": round(teacher_pass_s, 3),
-        "old_log_prob_pass_s": round(old_lp_s / max(len(metrics) - 1, 1), 3),
+        "old_log_prob_pass_s": round(old_lp_s / len(steps), 3),
         "per_token_cost_ratio": round(per_token, 3) if per_token is not None else None,
         # where the teacher pass's time goes: building prompts, building the records, the worker call
-        "teacher_split_s": {part: round(mean_after_first([m.get(f"timing_s/coars_teacher_{part}", 0.0) for m in metrics]), 3)
+        "teacher_split_s": {part: round(statistics.fmean(m.get(f"timing_s/coars_teacher_{part}", 0.0) for m in steps), 3)
                             for part in ("prompts", "records", "forward")},
     }
 
@@ -194,17 +216,15 @@ def summarise(metrics: list[dict], step_s_off: float) -> dict:
 PHASES = ("gen", "old_log_prob", "coars_teacher", "update_actor")
 
 
-def phases(metrics: list[dict]) -> dict:
-    """Mean seconds per step of each phase (steps 2 on) and the rest of the step."""
-    parts = {name: mean_after_first([m.get(f"timing_s/{name}", 0.0) for m in metrics]) for name in PHASES}
-    step = mean_after_first([m["timing_s/step"] for m in metrics])
-    return {**{k: round(v, 3) for k, v in parts.items()}, "rest": round(step - sum(parts.values()), 3)}
+def phases(steps: list[dict]) -> dict:
+    """Mean seconds per timed step of each phase and the rest of the step."""
+    parts = {name: statistics.fmean(m.get(f"timing_s/{name}", 0.0) for m in steps) for name in PHASES}
+    return {**{k: round(v, 3) for k, v in parts.items()}, "rest": round(mean_step(steps) - sum(parts.values()), 3)}
 
 
-def own_code(metrics: list[dict]) -> dict:
-    parts = {name: mean_after_first([m.get(f"timing_s/{name}", 0.0) for m in metrics]) for name in ("coars_dialogue_core", "coars_reward", "coars_advantage")}
-    step = mean_after_first([m["timing_s/step"] for m in metrics])
-    return {**{k: round(v, 4) for k, v in parts.items()}, "share_of_step": round(sum(parts.values()) / step, 4)}
+def own_code(steps: list[dict]) -> dict:
+    parts = {name: statistics.fmean(m.get(f"timing_s/{name}", 0.0) for m in steps) for name in ("coars_dialogue_core", "coars_reward", "coars_advantage")}
+    return {**{k: round(v, 4) for k, v in parts.items()}, "share_of_step": round(sum(parts.values()) / mean_step(steps), 4)}
 
 
 if __name__ == "__main__":
