@@ -12,6 +12,7 @@ import os
 import sys
 
 CPU_PROCESS_GROUP_BACKEND = "cpu:gloo"
+CPU_THREADS_ENV = "COARS_CPU_THREADS"
 
 
 def apply_cpu_runtime_settings() -> None:
@@ -24,6 +25,30 @@ def apply_cpu_runtime_settings() -> None:
     _blockwise_log_probs()
     _causal_attention_for_right_padding()
     _short_replay_buffer_poll()
+    _torch_threads_on_every_core()
+
+
+def cpu_threads() -> int:
+    """Threads for torch's CPU kernels in this process: ``COARS_CPU_THREADS`` when set, else the
+    cores this process may run on."""
+    value = os.environ.get(CPU_THREADS_ENV, "").strip()
+    if value:
+        if not value.isdigit() or int(value) < 1:
+            raise ValueError(f"{CPU_THREADS_ENV}={value!r}: expected a whole number of threads >= 1")
+        return int(value)
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def _torch_threads_on_every_core() -> None:
+    """Ray sets ``OMP_NUM_THREADS=1`` in every worker that asks for no CPUs, and verl's workers ask
+    for none, so the FSDP worker's old-log-prob, teacher and update passes ran on one core (seen at
+    100 % CPU at most on 2 cores). The phases of a CPU step run one after another (the rollout server
+    waits while the worker computes, and the other way round), so each may use every core: a forward
+    of 8 rows of 1000 tokens on the tiny model took 0.16 s on one thread and 0.08 s on two.
+    """
+    import torch
+
+    torch.set_num_threads(cpu_threads())
 
 
 def _default_process_group_to_gloo() -> None:

@@ -11,7 +11,7 @@ Three pieces, mirroring verl's vLLM backend:
 
 The served weights use ``actor_rollout_ref.rollout.dtype`` (use float32 on CPU). Backend options
 come from ``actor_rollout_ref.rollout.engine_kwargs.hf``: ``max_batch_size`` (64),
-``batch_wait_ms`` (5), ``num_threads`` (all cores), ``seed_from_prompt`` (false: sampled
+``batch_wait_ms`` (5), ``num_threads`` (``COARS_CPU_THREADS``, else all cores), ``seed_from_prompt`` (false: sampled
 requests without a seed of their own draw from one generator seeded with ``rollout.seed``, so
 what a request samples depends on arrival order; true: each gets a seed from its prompt and step,
 see :class:`PromptSeeds`, and two runs of one job on one replica sample the same rollouts while
@@ -35,6 +35,7 @@ from verl.workers.rollout.base import BaseRollout
 from verl.workers.rollout.replica import RolloutReplica, TokenOutput
 
 from coars_verl.constants import ROLLOUT_BACKEND_NAME
+from coars_verl.cpu.activate import cpu_threads
 from coars_verl.cpu.hf_engine import GenerationRequest, GenerationResult, HFGenerationEngine, PromptSeeds, SamplingSettings
 
 logger = logging.getLogger(__name__)
@@ -117,7 +118,7 @@ class HFRolloutServer:
     async def launch_server(self, **kwargs) -> None:
         from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
 
-        torch.set_num_threads(int(self.options.get("num_threads", os.cpu_count() or 1)))
+        torch.set_num_threads(int(self.options.get("num_threads", cpu_threads())))
         path = self.model_config.local_path
         dtype = getattr(torch, str(self.config.dtype))
         model = AutoModelForCausalLM.from_pretrained(
