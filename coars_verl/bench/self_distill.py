@@ -119,27 +119,24 @@ def bench_report(runs: list[tuple[str, int, list[dict]]]) -> dict:
     steps = {name: [m for n, _, metrics in runs if n == name for m in timed(metrics)] for name in ("off", "rlsd", "rlsd_tied")}
     report = {"order": [f"{name}_{number}" for name, number, _ in runs], "step_s_off": round(mean_step(steps["off"]), 3)}
     for name in ("rlsd", "rlsd_tied"):
-        if steps[name]:
-            report[name] = summarise(steps[name], report["step_s_off"])
-            # this ratio assumes rlsd's step is off's plus its teacher pass; the step ratio measures it
-            report[name]["teacher_only_step_ratio"] = round((report["step_s_off"] + report[name]["teacher_pass_s"]) / report["step_s_off"], 3)
+        report[name] = summarise(steps[name], report["step_s_off"])
+        # this ratio assumes rlsd's step is off's plus its teacher pass; the step ratio measures it
+        report[name]["teacher_only_step_ratio"] = round((report["step_s_off"] + report[name]["teacher_pass_s"]) / report["step_s_off"], 3)
     first_off = next(metrics for name, _, metrics in runs if name == "off")
     report["rlsd"]["rollouts_match"] = min(rollouts_match(first_off, metrics) for name, _, metrics in runs if name == "rlsd")
     off_runs = [round(mean_step(timed(metrics)), 3) for name, _, metrics in runs if name == "off"]
     report["noise"] = {"off_runs_step_s": off_runs, "off_spread": round(max(off_runs) / min(off_runs), 3)}
     report["rounds"] = rounds(runs)
-    report["phases_s"] = {name: phases(steps[name]) for name in steps if steps[name]}
-    report["own_code"] = {name: own_code(steps[name]) for name in steps if steps[name]}
+    report["phases_s"] = {name: phases(mode_steps) for name, mode_steps in steps.items()}
+    report["own_code"] = {name: own_code(mode_steps) for name, mode_steps in steps.items()}
     return report
 
 
 def rounds(runs: list[tuple[str, int, list[dict]]]) -> list[dict]:
-    """Each round's order, off and rlsd step times and their ratios."""
+    """Each round's order, off and rlsd step times and their ratios (every round runs both)."""
     out = []
     for number in sorted({number for _, number, _ in runs}):
         mine = {name: timed(metrics) for name, n, metrics in runs if n == number}
-        if "off" not in mine or "rlsd" not in mine:
-            continue
         one = summarise(mine["rlsd"], mean_step(mine["off"]))
         out.append({"order": [name for name, n, _ in runs if n == number], "step_s_off": round(mean_step(mine["off"]), 3),
                     "step_s_rlsd": one["step_s"], "step_time_ratio": one["step_time_ratio"], "same_run_step_ratio": one["same_run_step_ratio"]})
@@ -161,8 +158,6 @@ def print_report(report: dict) -> None:
     print(f"  off: {report['step_s_off']:.2f} s per step; off runs {report['noise']['off_runs_step_s']} "
           f"(spread {report['noise']['off_spread']:.3f}: no step ratio is more precise than that)")
     for name, label in (("rlsd", "rlsd"), ("rlsd_tied", "rlsd, most groups tied")):
-        if name not in report:
-            continue
         r = report[name]
         print(f"  {label}: {r['step_s']:.2f} s per step, ratio to off {r['step_time_ratio']:.3f} (target <= 1.10)")
         if "rollouts_match" in r:
