@@ -138,11 +138,19 @@ class CoarsPPOTrainer(PPOTrainerSync):
         with open_dict(config):
             config.trainer.v1.trainer_mode = "sync"
         super().__init__(config)
-        total_steps = getattr(self, "total_training_steps", None) or config.trainer.get("total_training_steps") or 1
-        self.sd_config = self.sd_config.for_run(int(total_steps))  # lambda_decay_fraction -> steps of this run
         self._sd_off_logged = False
         self.memory = DialogueMemory(max_per_user=self.sd_config.memory_per_user, max_users=self.sd_config.memory_max_users)
         self.reward_config = RewardConfig.from_mapping(OmegaConf.select(config, "coars.reward", default=None))
+
+    def _init_dataloader(self):
+        """verl's data loaders, then the lambda schedule for this run: verl counts the run's steps here
+        (steps per epoch x epochs, unless ``trainer.total_training_steps`` is set), and
+        ``lambda_decay_fraction`` is a share of them. ``init()`` calls this before any step."""
+        super()._init_dataloader()
+        self.sd_config = self.sd_config.for_run(int(self.total_training_steps))
+        if self.sd_config.mode == MODE_RLSD:
+            logger.info("coars: rlsd lambda %.3g decays to 0 over %d of the run's %d training steps", self.sd_config.lam0,
+                        self.sd_config.lambda_decay_steps, self.total_training_steps)
 
     # ------------------------------------------------------------------ advantage
     def _compute_advantage(self, batch, metrics: dict):

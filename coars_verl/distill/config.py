@@ -121,11 +121,23 @@ class SelfDistillConfig:
         return read_section(cls, mapping, "algorithm.coars.self_distill")
 
     def lam_at(self, step: int) -> float:
-        """rlsd lambda at ``step`` (:func:`lambda_schedule` with this config)."""
+        """rlsd lambda at ``step`` (:func:`lambda_schedule` with this config).
+
+        A decay given as a share of the run has no lambda until the run's length is known: call
+        :meth:`for_run` first (ValueError otherwise, rather than a schedule of some other length)."""
+        if self.lambda_decay_fraction is not None:
+            raise ValueError(
+                "self_distill.lambda_decay_fraction is a share of the run's training steps: resolve it with "
+                "SelfDistillConfig.for_run(total_steps) once the run's length is known"
+            )
         return lambda_schedule(step, self.lam0, self.lambda_decay_steps)
 
     def for_run(self, total_steps: int) -> "SelfDistillConfig":
-        """This config with ``lambda_decay_fraction`` turned into steps of a run of ``total_steps``."""
+        """This config with ``lambda_decay_fraction`` turned into ``lambda_decay_steps`` of a run of
+        ``total_steps`` (the fraction is then None: resolving twice changes nothing)."""
         if self.lambda_decay_fraction is None:
             return self
-        return replace(self, lambda_decay_steps=max(1, math.ceil(self.lambda_decay_fraction * total_steps)))
+        if total_steps < 1:
+            raise ValueError(f"self_distill.lambda_decay_fraction: the run has {total_steps} training steps; expected at least 1")
+        decay_steps = max(1, math.ceil(self.lambda_decay_fraction * total_steps))
+        return replace(self, lambda_decay_steps=decay_steps, lambda_decay_fraction=None)

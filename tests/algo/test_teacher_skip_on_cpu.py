@@ -81,3 +81,15 @@ def test_lambda_decay_as_a_share_of_the_run():
     with pytest.raises(ValueError, match="lambda_decay_fraction"):
         SelfDistillConfig(lambda_decay_fraction=1.5)
     assert SelfDistillConfig.from_mapping({"lambda_decay_fraction": None}).lambda_decay_fraction is None
+
+
+def test_a_share_of_the_run_has_no_lambda_until_the_run_is_known():
+    """No silent fallback to ``lambda_decay_steps`` (the GPU recipes' bug: lambda 0.5, then 0 from step 2)."""
+    cfg = SelfDistillConfig(lam0=0.5, lambda_decay_steps=1, lambda_decay_fraction=0.5)
+    with pytest.raises(ValueError, match="for_run"):
+        cfg.lam_at(1)
+    run = cfg.for_run(4)
+    assert [run.lam_at(s) for s in range(4)] == [0.5, 0.25, 0.0, 0.0]
+    assert run.for_run(1000) == run  # resolved once: a second call changes nothing
+    with pytest.raises(ValueError, match="training steps"):
+        cfg.for_run(0)
