@@ -170,18 +170,27 @@ def composition_problems(config: Any) -> list[str]:
 
 
 def _single_turn_source_problems(config: Any) -> list[str]:
-    """With verl's own agent loops only the sibling and target sources have anything to say."""
+    """With verl's own agent loops only the sources with a single-turn builder have anything to say
+    (and a memory-reading one only with ``self_distill.memory_key``): the registry says which."""
     from coars_verl.distill.config import MODE_OFF, SelfDistillConfig
-    from coars_verl.distill.contexts import SOURCE_SIBLING, SOURCE_TARGET
+    from coars_verl.distill.contexts import NEEDS_MEMORY, teacher_source, teacher_source_names
 
     try:
         sd = SelfDistillConfig.from_mapping(_container(config, "algorithm.coars").get("self_distill") or {})
     except (TypeError, ValueError):
         return []  # reported by setting_problems
-    if sd.mode == MODE_OFF or {SOURCE_SIBLING, SOURCE_TARGET} & set(sd.sources):
+
+    def usable(source) -> bool:
+        return source.single_turn is not None and (NEEDS_MEMORY not in source.needs or sd.memory_key is not None)
+
+    if sd.mode == MODE_OFF or any(usable(teacher_source(name)) for name in sd.sources):
         return []
+    choices = [name for name in teacher_source_names() if usable(teacher_source(name))]
+    memory_readers = [name for name in teacher_source_names()
+                      if teacher_source(name).single_turn is not None and NEEDS_MEMORY in teacher_source(name).needs]
     return [f"algorithm.coars.self_distill.sources={list(sd.sources)} on a single-turn task (no {AGENT_LOOP_NAME} agent loop): "
-            f"memory and hindsight need a dialogue, so no sample would get a teacher; use {SOURCE_SIBLING} and/or {SOURCE_TARGET}"]
+            f"none of them gives a context without a dialogue here, so no sample would get a teacher; use some of {choices}"
+            + (f" (or {memory_readers} with algorithm.coars.self_distill.memory_key set)" if memory_readers and sd.memory_key is None else "")]
 
 
 def check_composition(config: Any) -> None:

@@ -29,7 +29,7 @@ def generation_prompt_ids(tokenizer, messages, chat_template_kwargs: Mapping[str
     return list(ids)
 
 
-SOURCE_FIELDS = ("responses", "response_mask", "loss_mask", "position_ids", "multi_modal_inputs")
+RECORD_FIELDS = ("responses", "response_mask", "loss_mask", "position_ids", "multi_modal_inputs")
 """What a teacher record takes from the stored sample; the prompt, input ids, attention mask and
 positions are rebuilt. Fetching only these (not the sample's dialogue summary, scores and raw
 prompt) keeps the one read from TransferQueue short."""

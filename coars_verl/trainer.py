@@ -57,15 +57,15 @@ from coars_verl.constants import (
     TRAINER_MODE_NAME,
 )
 from coars_verl.dialogue.transcript import Transcript
-from coars_verl.distill.batch_contexts import batch_teacher_prompts, single_turn_teacher_prompts
+from coars_verl.distill.batch_contexts import StudentSample, batch_teacher_prompts
 from coars_verl.distill.config import MODE_OFF, MODE_RLSD, TEACHER_REFERENCE
-from coars_verl.distill.contexts import SOURCE_NEIGHBOR, USER_SOURCES
+from coars_verl.distill.contexts import NEEDS_ITEM_HISTORY, NEEDS_MEMORY, teacher_source
 from coars_verl.distill.memory import DialogueMemory, compact_record
-from coars_verl.distill.single_turn import memory_record
+from coars_verl.distill.sources.memory import answer_record
 from coars_verl.estimator import self_distill_config
 from coars_verl.reward_manager import REWARD_SECONDS_KEY
 from coars_verl.rewards.interaction import RewardConfig
-from coars_verl.teacher_records import SOURCE_FIELDS as TEACHER_SOURCE_FIELDS
+from coars_verl.teacher_records import RECORD_FIELDS as TEACHER_RECORD_FIELDS
 from coars_verl.teacher_records import generation_prompt_ids, scored_log_probs, teacher_batch, teacher_record
 
 logger = logging.getLogger(__name__)
@@ -165,12 +165,12 @@ class CoarsPPOTrainer(PPOTrainerSync):
         dialogue = is_dialogue_batch(extras)
         roles, reward_infos, scores = self._role_rewards(data, extras, real, response_mask_nested.offsets().diff(), dialogue, metrics)
         data, rollout_correction = self._verl_reward_terms(data, metrics)
-        neighbors = dialogue and self.sd_config.mode != MODE_OFF and SOURCE_NEIGHBOR in self.sd_config.sources
-        histories = self._histories(batch) if neighbors else None
+        item_histories = self._item_histories(batch) if dialogue and self._sources_need(NEEDS_ITEM_HISTORY) else None
         # each real dialogue read once per step: the teacher contexts and the memory use the same transcripts
         transcripts = [Transcript.from_summary(e[EXTRA_SUMMARY]) if r else None for e, r in zip(extras, real)] if dialogue else None
-        delta, has_context = self._advantages(batch, data, extras, roles, scores, real, transcripts, histories, metrics)
-        self._log_and_remember(batch, data, extras, roles, scores, reward_infos, real, transcripts, histories, delta, has_context, metrics)
+        delta, has_context = self._advantages(batch, data, extras, roles, scores, real, transcripts, item_histories, metrics)
+        self._log_and_remember(batch, data, extras, roles, scores, reward_infos, real, transcripts, item_histories, delta, has_context,
+                               metrics)
         metrics["timing_s/coars_advantage"] = time.perf_counter() - started - metrics.get("timing_s/coars_teacher", 0.0)
         return self._verl_write_back(batch, data, response_mask_nested, rollout_correction)
 
@@ -218,7 +218,7 @@ class CoarsPPOTrainer(PPOTrainerSync):
             metrics.update(is_metrics)
         return data, rollout_correction
 
-    def _advantages(self, batch, data, extras, roles, scores, real, transcripts, histories, metrics: dict):
+    def _advantages(self, batch, data, extras, roles, scores, real, transcripts, item_histories, metrics: dict):
         """Per-role outcome advantages, then, where the teacher can change a sample's credit, the
         teacher pass and the self-distilled advantages; sets ``advantages`` and ``returns``.
         ``transcripts``: each real sample's dialogue (None for a single-turn batch).
@@ -243,12 +243,12 @@ class CoarsPPOTrainer(PPOTrainerSync):
             self._log_switch_off(step)
             # with nothing wanted no teacher prompt is built and the pass is skipped (delta 0: the outcome advantages)
             delta, has_context = self._self_distill_delta(batch, data, extras, roles, scores.tolist(), real, metrics, wanted, transcripts,
-                                                          histories)
+                                                          item_histories)
             advantages, returns = advantages_with(delta)
         data.batch["advantages"], data.batch["returns"] = advantages, returns
         return delta, has_context
 
-    def _log_and_remember(self, batch, data, extras, roles, scores, reward_infos, real, transcripts, histories, delta, has_context,
+    def _log_and_remember(self, batch, data, extras, roles, scores, reward_infos, real, transcripts, item_histories, delta, has_context,
                           metrics: dict) -> None:
         """Per-role and self-distillation metrics over the real samples; this step's dialogues into the memory."""
         keep = [i for i, r in enumerate(real) if r] or list(range(len(roles)))
@@ -264,7 +264,7 @@ class CoarsPPOTrainer(PPOTrainerSync):
         if transcripts is not None:
             sessions = [batch.keys[i].rsplit("_", 1)[0] for i in keep]  # keys are {uid}_{session}_{output index}
             metrics["coars/dialogue/role_advantage_gap_mean"] = role_advantage_gap(sessions, kept_roles, [mean_adv[i] for i in keep])
-            self._remember([transcripts[i] for i in keep], kept_roles, [histories[i] for i in keep] if histories is not None else None)
+            self._remember([transcripts[i] for i in keep], kept_roles, [item_histories[i] for i in keep] if item_histories is not None else None)
             dialogues = [extras[i] for i in keep if roles[i] == ROLE_RECOMMENDER]
             metrics["timing_s/coars_dialogue_core"] = sum(float(e.get(EXTRA_CORE_SECONDS, 0.0)) for e in dialogues)
             metrics["timing_s/coars_reward"] = sum(float(e["reward_extra_info"].get(REWARD_SECONDS_KEY, 0.0)) for e in dialogues)
@@ -287,47 +287,65 @@ class CoarsPPOTrainer(PPOTrainerSync):
             logger.warning("coars: self-distillation switches off at step %d (rlsd lambda reached 0 after %d steps); the teacher "
                            "pass is skipped from now on", step + 1, self.sd_config.lambda_decay_steps)
 
-    def _histories(self, batch) -> list[list[str]]:
-        """Each sample's user history (item ids, from its dataset row's ``extra_info``): the neighbor source's key."""
+    def _sources_need(self, need: str) -> bool:
+        """Whether a configured teacher source reads ``need`` (one of ``distill.contexts.NEEDS``)."""
+        return self.sd_config.mode != MODE_OFF and any(need in teacher_source(name).needs for name in self.sd_config.sources)
+
+    def _item_histories(self, batch) -> list[list[str]]:
+        """Each sample's user history (item ids, from its dataset row's ``extra_info``), for the sources that read it."""
         stored = tq.kv_batch_get(keys=batch.keys, partition_id=batch.partition_id, select_fields=["extra_info"])
         return [list((getattr(e, "data", e) or {}).get(EI_HISTORY_ITEM_IDS) or ()) for e in list(stored["extra_info"])]
 
-    def _self_distill_delta(self, batch, data, extras, roles, own_role_scores, real, metrics, wanted, transcripts, histories=None):
+    def _student_samples(self, batch, data, extras, roles, own_role_scores, real, wanted, transcripts, item_histories):
+        """Each real sample as the teacher pass sees it (None for verl's padding), and the stored fields
+        of those that want a teacher (row -> fields, read once here for the teacher records too; None
+        when not read). A dialogue sample carries its transcript; a single-turn sample (verl's own agent
+        loop) its decoded answer and its dataset row's ground truth and memory key."""
+        uids = data.non_tensor_batch["uid"]
+        if transcripts is not None:
+            wanted_rows = [i for i, w in enumerate(wanted) if w]
+            fetched = {}
+            if wanted_rows:  # the prompts (alignment check) and the records' fields, for what the teacher may score
+                stored = tq.kv_batch_get(keys=[batch.keys[i] for i in wanted_rows], partition_id=batch.partition_id,
+                                         select_fields=["prompts", *TEACHER_RECORD_FIELDS])
+                fetched = {i: stored[j] for j, i in enumerate(wanted_rows)}
+            samples = [
+                StudentSample(uid=uids[i], role=roles[i], reward=own_role_scores[i], messages=extras[i][EXTRA_PROMPT_MESSAGES],
+                              prompt_ids=fetched[i]["prompts"].tolist() if i in fetched else None, transcript=transcripts[i],
+                              memory_key=transcripts[i].user_id, item_history=item_histories[i] if item_histories is not None else None,
+                              wanted=wanted[i])
+                if real[i] else None
+                for i in range(len(real))
+            ]
+            return samples, fetched
+        memory_key = self.sd_config.memory_key
+        fields = ["prompts", "responses", "raw_prompt", "reward_model"] + (["extra_info"] if memory_key else [])
+        stored = tq.kv_batch_get(keys=batch.keys, partition_id=batch.partition_id, select_fields=fields)
+        rows = zip(stored["prompts"].unbind(), stored["responses"].unbind(), list(stored["raw_prompt"]), list(stored["reward_model"]),
+                   list(stored["extra_info"]) if memory_key else [None] * len(real))
+        samples = []
+        for i, (prompt, response, raw_prompt, reward_model, extra_info) in enumerate(rows):
+            if not real[i]:
+                samples.append(None)
+                continue
+            samples.append(StudentSample(
+                uid=uids[i], role=ROLE_SINGLE, reward=own_role_scores[i], messages=list(getattr(raw_prompt, "data", raw_prompt)),
+                prompt_ids=prompt.tolist(), answer=self.tokenizer.decode(response, skip_special_tokens=True),
+                memory_key=(getattr(extra_info, "data", extra_info) or {}).get(memory_key) if memory_key else None,
+                ground_truth=(getattr(reward_model, "data", reward_model) or {}).get("ground_truth"), wanted=wanted[i],
+            ))
+        return samples, None
+
+    def _self_distill_delta(self, batch, data, extras, roles, own_role_scores, real, metrics, wanted, transcripts, item_histories=None):
         """``(B, R)`` delta and ``(B,)`` has-context mask; logs context shares, tokens and time."""
         start = time.perf_counter()
         cfg = self.sd_config
-        uids = data.non_tensor_batch["uid"]
-        fetched = None
-        if transcripts is not None:
-            wanted_rows = [i for i, w in enumerate(wanted) if w]
-            student_prompts: list[list[int] | None] = [None] * len(wanted)
-            if wanted_rows:  # one read for what the teacher may score: the prompts (alignment check) and the records' fields
-                stored = tq.kv_batch_get(keys=[batch.keys[i] for i in wanted_rows], partition_id=batch.partition_id,
-                                         select_fields=["prompts", *TEACHER_SOURCE_FIELDS])
-                fetched = {i: stored[j] for j, i in enumerate(wanted_rows)}
-                for i, prompt in zip(wanted_rows, stored["prompts"].unbind()):
-                    student_prompts[i] = prompt.tolist()
-            teacher = batch_teacher_prompts(
-                uids, roles, transcripts, own_role_scores, [extra[EXTRA_PROMPT_MESSAGES] for extra in extras], student_prompts, real,
-                self._render_prompt, cfg, memory=self.memory, step=self.global_steps, wanted=wanted, histories=histories,
-            )
-        else:  # a verl agent loop's samples: the dataset row travels with each sample
-            fields = ["prompts", "responses", "raw_prompt", "reward_model"] + (["extra_info"] if cfg.memory_key else [])
-            stored = tq.kv_batch_get(keys=batch.keys, partition_id=batch.partition_id, select_fields=fields)
-            reward_models = [getattr(r, "data", r) or {} for r in list(stored["reward_model"])]
-            responses = [self.tokenizer.decode(ids, skip_special_tokens=True) for ids in stored["responses"].unbind()]
-            memory_keys = None
-            if cfg.memory_key:
-                memory_keys = [(getattr(e, "data", e) or {}).get(cfg.memory_key) for e in list(stored["extra_info"])]
-            teacher = single_turn_teacher_prompts(
-                uids, responses, own_role_scores, [rm.get("ground_truth") for rm in reward_models],
-                [list(getattr(m, "data", m)) for m in list(stored["raw_prompt"])], [p.tolist() for p in stored["prompts"].unbind()],
-                real, self._render_prompt, cfg, memory_keys=memory_keys, memory=self.memory, step=self.global_steps, wanted=wanted,
-            )
-            if memory_keys is not None:  # after the contexts: this step's answers serve later steps only
-                for key, response, score, is_real in zip(memory_keys, responses, own_role_scores, real):
-                    if is_real:
-                        self.memory.add(key, memory_record(response, score), step=self.global_steps)
+        samples, fetched = self._student_samples(batch, data, extras, roles, own_role_scores, real, wanted, transcripts, item_histories)
+        teacher = batch_teacher_prompts(samples, self._render_prompt, cfg, memory=self.memory, step=self.global_steps)
+        if transcripts is None and cfg.memory_key:  # after the contexts: this step's answers serve later steps only
+            for sample in samples:
+                if sample is not None:
+                    self.memory.add(sample.memory_key, answer_record(sample.answer, sample.reward), step=self.global_steps)
         metrics["timing_s/coars_teacher_prompts"] = time.perf_counter() - start
         rows = sorted(teacher.prompts)
         teacher_rows, padding = {}, 0
@@ -373,7 +391,7 @@ class CoarsPPOTrainer(PPOTrainerSync):
         (``timing_s/coars_teacher_records``)."""
         start = time.perf_counter()
         if fetched is None:
-            stored = tq.kv_batch_get(keys=[batch.keys[i] for i in rows], partition_id=batch.partition_id, select_fields=list(TEACHER_SOURCE_FIELDS))
+            stored = tq.kv_batch_get(keys=[batch.keys[i] for i in rows], partition_id=batch.partition_id, select_fields=list(TEACHER_RECORD_FIELDS))
             fetched = {i: stored[j] for j, i in enumerate(rows)}
         records = [teacher_record(fetched[i], prompt) for i, prompt in zip(rows, prompts)]
         options = {"calculate_entropy": False, "compute_loss": False, "temperature": self.config.actor_rollout_ref.rollout.temperature}
@@ -437,14 +455,14 @@ class CoarsPPOTrainer(PPOTrainerSync):
                                reward_extra_infos_dict=per_sample, dump_path=rollout_data_dir)
 
     # ------------------------------------------------------------------ memory
-    def _remember(self, transcripts, roles, histories=None) -> None:
+    def _remember(self, transcripts, roles, item_histories=None) -> None:
         """Store this step's dialogues (once each: from the recommender's sample) for later steps, and
-        with the neighbor source each user's history."""
+        each user's item history where a source reads it."""
         for i, (transcript, role) in enumerate(zip(transcripts, roles)):
             if transcript is not None and role == ROLE_RECOMMENDER:
                 self.memory.add(transcript.user_id, compact_record(transcript), step=self.global_steps)
-                if histories is not None:
-                    self.memory.set_history(transcript.user_id, histories[i])
+                if item_histories is not None:
+                    self.memory.set_history(transcript.user_id, item_histories[i])
 
     def _compute_ref_log_prob(self, batch, metrics):
         if not need_reference_policy(self.config):
@@ -473,11 +491,12 @@ class CoarsPPOTrainer(PPOTrainerSync):
         if os.path.exists(path):
             self.memory.load(path)
             logger.info("coars: restored the dialogue memory from %s (%d records)", path, self.memory.num_records())
-        elif self.sd_config.mode != MODE_OFF and set(USER_SOURCES) & set(self.sd_config.sources):
+        elif self._sources_need(NEEDS_MEMORY):
+            readers = [name for name in self.sd_config.sources if NEEDS_MEMORY in teacher_source(name).needs]
             raise FileNotFoundError(
-                f"coars: resuming from {self._step_folder()} without its dialogue memory ({MEMORY_FILE}); the memory "
-                "and neighbor teacher sources would silently start empty. Resume from a checkpoint written by coars_sync, or "
-                "drop 'memory' and 'neighbor' from algorithm.coars.self_distill.sources"
+                f"coars: resuming from {self._step_folder()} without its dialogue memory ({MEMORY_FILE}); the teacher sources "
+                f"that read it ({', '.join(readers)}) would silently start empty. Resume from a checkpoint written by coars_sync, "
+                "or drop them from algorithm.coars.self_distill.sources"
             )
         else:
             logger.warning("coars: no dialogue memory at %s; the memory source is not used, nothing is lost", path)

@@ -10,7 +10,7 @@ import math
 from dataclasses import dataclass, replace
 from typing import Any, Mapping, Optional
 
-from coars_verl.distill.contexts import DEFAULT_MAX_CHARS, DEFAULT_SOURCES, SOURCES
+from coars_verl.distill.contexts import DEFAULT_MAX_CHARS, DEFAULT_SOURCES, teacher_source_names
 from coars_verl.distill.teacher_prompt import CONTEXT_POSITIONS
 from coars_verl.utils.config_reader import read_section
 
@@ -95,9 +95,10 @@ class SelfDistillConfig:
             )
         if self.teacher not in TEACHERS:
             raise ValueError(f"self_distill.teacher: unknown {self.teacher!r}; expected one of {TEACHERS}")
-        unknown = [s for s in sources if s not in SOURCES]
+        registered = teacher_source_names()
+        unknown = [s for s in sources if s not in registered]
         if unknown:
-            raise ValueError(f"self_distill.sources: unknown {unknown}; expected some of {SOURCES}")
+            raise ValueError(f"self_distill.sources: unknown {unknown}; registered teacher sources: {list(registered)}")
         if len(set(sources)) != len(sources):
             raise ValueError(f"self_distill.sources: duplicates in {list(sources)}")
         if not 0.0 <= self.lam0 <= 1.0:

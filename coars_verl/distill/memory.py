@@ -32,7 +32,7 @@ from typing import Any, Iterable, Mapping
 
 from coars_verl.dialogue.matching import one_line
 from coars_verl.dialogue.transcript import Transcript
-from coars_verl.distill.contexts import MAX_REASON_CHARS
+from coars_verl.distill.context_text import MAX_REASON_CHARS
 
 STATE_FORMAT = "coars_dialogue_memory/v2"
 """v2 adds the users' histories; a v1 state (no histories) still loads."""

@@ -29,10 +29,10 @@ from typing import Optional
 
 from coars_verl.dialogue.parsers import DEFAULT_MAX_REASON_CHARS
 from coars_verl.dialogue.prompts import load_prompt_overrides
-from coars_verl.distill.contexts import DEFAULT_MEMORY_K, SOURCE_MEMORY
+from coars_verl.distill.contexts import DEFAULT_MEMORY_K, user_only_source_names
 from coars_verl.eval.backends import BACKENDS, BackendUnavailable
 from coars_verl.eval.evaluate import TASKS, EvalOptions, evaluate
-from coars_verl.eval.memory_baseline import MEMORY_SOURCES, MemorySetting
+from coars_verl.eval.memory_baseline import MemorySetting
 from coars_verl.eval.report import markdown_single
 from coars_verl.eval.store import OptionsMismatch
 
@@ -74,7 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
     mem.add_argument("--memory-from-split", default=None, metavar="SPLIT",
                      help="play each test user's last window of SPLIT (e.g. valid) with this model and show that dialogue to the recommender")
     mem.add_argument("--memory-file", default=None, help="or show the dialogues of a memory saved by training (coars_memory.json)")
-    mem.add_argument("--memory-sources", nargs="+", choices=MEMORY_SOURCES, default=[SOURCE_MEMORY],
+    mem.add_argument("--memory-sources", nargs="+", choices=user_only_source_names(), default=["memory"],
                      help="memory: the user's own dialogues; neighbor: those of users whose histories overlap; the first that has one")
     mem.add_argument("--memory-k", type=int, default=DEFAULT_MEMORY_K, help="dialogues (memory) or users (neighbor) shown")
     gen = p.add_argument_group("generation")

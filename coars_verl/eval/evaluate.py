@@ -17,7 +17,7 @@ from typing import Any, Callable, Optional, Sequence
 from coars_verl.dialogue.parsers import DEFAULT_MAX_REASON_CHARS
 from coars_verl.dialogue.prompts import PromptTemplates
 from coars_verl.dialogue.state import DialogueConfig
-from coars_verl.distill.contexts import SOURCE_NEIGHBOR
+from coars_verl.distill.contexts import NEEDS_ITEM_HISTORY, teacher_source
 from coars_verl.distill.memory import DialogueMemory
 from coars_verl.eval import data as data_mod
 from coars_verl.eval.backends import GenerationBackend, check_backend, make_backend, resolve_backend_name
@@ -269,8 +269,9 @@ def _memory(options, out_dir: Path, dialogue_rows, backend, codec, config, limit
         memory.load(saved)
         return memory
     split_rows = data_mod.load_dialogue_rows(options.data, options.memory.split, None, False)
-    # the neighbor source shows OTHER users' dialogues: then every user of the split plays one window
-    users = {r.user_id for r in (split_rows if SOURCE_NEIGHBOR in options.memory.sources else dialogue_rows) if r.user_id}
+    # a source that compares item histories shows other users' dialogues: every user of the split plays one
+    other_users = any(NEEDS_ITEM_HISTORY in teacher_source(s).needs for s in options.memory.sources)
+    users = {r.user_id for r in (split_rows if other_users else dialogue_rows) if r.user_id}
     rows = memory_rows(split_rows, users)
 
     def play(chosen):

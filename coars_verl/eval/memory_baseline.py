@@ -3,7 +3,8 @@
 AFL and the Reflexion-style agentic recommenders keep past dialogues as text and show them to the
 recommender at inference; the weights never change. This module builds that memory for the test
 users with the SAME pieces the CoARS teacher uses for its ``memory`` (and ``neighbor``) context
-(:class:`coars_verl.distill.memory.DialogueMemory`, :func:`coars_verl.distill.contexts.memory_context`, ``neighbor_context``),
+(:class:`coars_verl.distill.memory.DialogueMemory` and the registered teacher sources that need only
+the user, :func:`coars_verl.distill.contexts.user_only_source_names`: ``memory`` and ``neighbor``),
 so the baseline and the teacher read the same text:
 
 1. the memory: each test user's earlier dialogues, played by the evaluated model itself on that
@@ -22,12 +23,17 @@ from dataclasses import dataclass
 from typing import Callable, Optional, Sequence
 
 from coars_verl.constants import EI_HISTORY_ITEM_IDS, EI_INDEX, ROLE_RECOMMENDER
-from coars_verl.distill.contexts import DEFAULT_MAX_CHARS, DEFAULT_MEMORY_K, SOURCE_MEMORY, USER_SOURCES, user_source_context
+from coars_verl.distill.contexts import (
+    DEFAULT_MAX_CHARS,
+    DEFAULT_MEMORY_K,
+    GroupMember,
+    SampleEvidence,
+    first_teacher_context,
+    user_only_source_names,
+)
 from coars_verl.distill.memory import DialogueMemory, compact_record
 from coars_verl.eval.data import DialogueRow
 
-MEMORY_SOURCES = USER_SOURCES
-"""The context sources that need no training-time information (sibling and hindsight do)."""
 PLAYED_WHEN = "before this one"
 """How a played memory dialogue is dated in the prompt (a training record says its step)."""
 
@@ -40,7 +46,7 @@ class MemorySetting:
     """Play each test user's window of this split with the evaluated model (e.g. "valid")."""
     file: Optional[str] = None
     """Or load a memory saved by training (``coars_memory.json`` in a checkpoint's step folder)."""
-    sources: tuple[str, ...] = (SOURCE_MEMORY,)
+    sources: tuple[str, ...] = ("memory",)
     k: int = DEFAULT_MEMORY_K
     max_chars: int = DEFAULT_MAX_CHARS
     """The teacher's context budget by default."""
@@ -52,9 +58,10 @@ class MemorySetting:
     def check(self) -> None:
         if self.split is not None and self.file is not None:
             raise ValueError("memory: give --memory-from-split or --memory-file, not both")
-        unknown = [s for s in self.sources if s not in MEMORY_SOURCES]
+        usable = user_only_source_names()
+        unknown = [s for s in self.sources if s not in usable]
         if unknown or not self.sources:
-            raise ValueError(f"memory sources: unknown {unknown}; expected some of {MEMORY_SOURCES}")
+            raise ValueError(f"memory sources: {unknown} need more than the user (or are not registered); expected some of {list(usable)}")
         if self.k < 1 or self.max_chars < 1:
             raise ValueError(f"memory: k and max_chars must be >= 1, got {self.k}, {self.max_chars}")
 
@@ -85,8 +92,9 @@ def recommender_contexts(rows: Sequence[DialogueRow], memory: DialogueMemory, se
     that has one), or None when the memory has nothing for the row's user."""
     contexts = []
     for row in rows:
-        history = row.extra_info.get(EI_HISTORY_ITEM_IDS)
-        texts = (user_source_context(ROLE_RECOMMENDER, source, row.user_id, memory, history, k=setting.k, max_chars=setting.max_chars)
-                 for source in setting.sources)
-        contexts.append(next((text for text in texts if text), None))
+        # a test row has no group and no reward: the user-only sources read neither
+        evidence = SampleEvidence(role=ROLE_RECOMMENDER, group=(GroupMember(reward=0.0),), position=0, memory=memory,
+                                  memory_key=row.user_id, item_history=row.extra_info.get(EI_HISTORY_ITEM_IDS), memory_k=setting.k,
+                                  max_chars=setting.max_chars)
+        contexts.append(first_teacher_context(setting.sources, evidence)[0])
     return contexts

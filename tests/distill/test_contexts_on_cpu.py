@@ -1,21 +1,39 @@
-"""Teacher-context builders on played dialogues' summaries (fixtures in conftest.py)."""
+"""The registered teacher-context sources on played dialogues' summaries (fixtures in conftest.py)."""
 
 import pytest
 
-from coars_verl.distill.contexts import (
-    DEFAULT_SOURCES,
-    best_sibling_index,
-    build_teacher_context,
-    fit_budget,
-    hindsight_context,
-    memory_context,
-    sibling_context,
-    target_context,
-)
 from coars_verl.dialogue.transcript import Transcript
+from coars_verl.distill.context_text import fit_budget
+from coars_verl.distill.contexts import DEFAULT_SOURCES, GroupMember
 from coars_verl.distill.memory import DialogueMemory, compact_record
+from coars_verl.distill.sources.sibling import best_hit_sibling
 
-from distill_fakes import played
+from distill_fakes import context, first_context, played
+
+
+def memory_context(role, user_id, mem, k=2, before_step=None):
+    """The memory source reads the user's memory, not the sample's own dialogue (an empty one here)."""
+    return context("memory", role, Transcript(user_id, "", "", max_turns=1), memory=mem, memory_k=k, step=before_step)
+
+
+def sibling_context(role, dialogue, group, position):
+    return context("sibling", role, dialogue, group=group, position=position)
+
+
+def hindsight_context(role, dialogue, max_chars=1000):
+    return context("hindsight", role, dialogue, max_chars=max_chars)
+
+
+def target_context(role, dialogue):
+    return context("target", role, dialogue)
+
+
+def build_teacher_context(role, dialogue, sources=None, memory=None, group=None, self_index=0, step=None, max_chars=1000):
+    return first_context(role, dialogue, sources, memory=memory, group=group, position=self_index, step=step, max_chars=max_chars)
+
+
+def best_sibling_index(group, position):
+    return best_hit_sibling([GroupMember(reward, Transcript.read(d)) for d, reward in group], position)
 
 REC, USER = "recommender", "user"
 
@@ -86,9 +104,7 @@ def test_sibling_context(miss_summary, hit_summary):
     user_text = sibling_context(USER, miss_summary, group, 0)
     assert 'Turn 2: the recommender suggested "Alien" (reason: you watched Aliens); you said yes' in user_text
     assert sibling_context(REC, hit_summary, group, 1) is None
-    assert sibling_context(REC, miss_summary, None, None) is None
-    with pytest.raises(ValueError, match="own dialogue"):
-        sibling_context(REC, miss_summary, group, 1)
+    assert sibling_context(REC, miss_summary, None, 0) is None  # alone in its group
 
 
 # --------------------------------------------------------------------------- hindsight
@@ -149,8 +165,10 @@ def test_fallback_order(miss_summary, hit_summary):
     nothing = Transcript("x", "", "", max_turns=3)  # no turn, no known target, nobody in the memory
     assert build_teacher_context(REC, nothing, memory=mem, sources=("memory", "sibling", "hindsight", "target")) == (None, None)
     assert build_teacher_context(REC, miss_summary, sources=()) == (None, None)
-    with pytest.raises(ValueError, match="oracle"):
+    with pytest.raises(ValueError, match="oracle.*registered"):
         build_teacher_context(REC, miss_summary, sources=("memory", "oracle"))
+    with pytest.raises(ValueError, match="oracle"):  # checked even when an earlier source answers
+        build_teacher_context(REC, miss_summary, sources=("hindsight", "oracle"))
     with pytest.raises(ValueError, match="role"):
         build_teacher_context("critic", miss_summary)
 

@@ -9,11 +9,19 @@ that depends on insertion, a memory restored without histories).
 from coars_verl.distill.config import SelfDistillConfig
 from coars_verl.constants import ROLE_RECOMMENDER, ROLE_USER
 from coars_verl.dialogue.transcript import Transcript
-from coars_verl.distill.batch_contexts import batch_teacher_prompts
-from coars_verl.distill.contexts import SOURCE_NEIGHBOR, SOURCES, build_teacher_context, neighbor_context
+from coars_verl.distill.batch_contexts import StudentSample, batch_teacher_prompts
+from coars_verl.distill.contexts import teacher_source, teacher_source_names
 from coars_verl.distill.memory import DialogueMemory, compact_record
 
+from distill_fakes import context, first_context
+
 U1_HISTORY = ["i1", "i2", "i3", "i4"]
+
+
+def neighbor_context(role, user_id, memory, history, k=2, before_step=None):
+    """The neighbor source reads the user, the memory and the history, not the sample's own dialogue (an empty one here)."""
+    return context("neighbor", role, Transcript(user_id, "", "", max_turns=1), memory=memory, item_history=history, memory_k=k,
+                   step=before_step)
 HISTORIES = {"u2": ["i1", "i2", "i3", "i9"], "u3": ["i4", "i7"], "u4": ["i8", "i9"]}
 
 
@@ -82,14 +90,15 @@ def test_the_context_shows_what_neighbours_accepted_and_rejected_and_why(hit_sum
 
 
 def test_selectable_and_ordered_like_the_other_sources(hit_summary, miss_summary):
-    assert SOURCE_NEIGHBOR in SOURCES and SOURCE_NEIGHBOR not in SelfDistillConfig().sources
+    assert "neighbor" in teacher_source_names() and "neighbor" not in SelfDistillConfig().sources
+    assert teacher_source("neighbor").user_only  # the evaluation's memory baseline may use it
     assert SelfDistillConfig.from_mapping({"sources": ["neighbor", "hindsight"]}).sources == ("neighbor", "hindsight")
     memory = memory_with_neighbors(hit_summary, miss_summary)
-    text, source = build_teacher_context(ROLE_RECOMMENDER, miss_summary, ["neighbor", "hindsight"], memory=memory,
-                                         step=1, history=U1_HISTORY)
+    text, source = first_context(ROLE_RECOMMENDER, miss_summary, ["neighbor", "hindsight"], memory=memory, step=1,
+                                 item_history=U1_HISTORY)
     assert source == "neighbor" and "sharing 3 history items" in text
-    _, source = build_teacher_context(ROLE_RECOMMENDER, miss_summary, ["neighbor", "hindsight"], memory=memory,
-                                      step=1, history=["none"])
+    _, source = first_context(ROLE_RECOMMENDER, miss_summary, ["neighbor", "hindsight"], memory=memory, step=1,
+                              item_history=["none"])
     assert source == "hindsight"  # no overlap: the next source
 
 
@@ -102,11 +111,11 @@ def test_the_batch_builder_passes_each_sample_its_own_history(hit_summary, miss_
     def render(msgs):
         return [ord(c) for m in msgs for c in m["content"]]
 
-    out = batch_teacher_prompts(
-        uids=["p1", "p2"], roles=[ROLE_RECOMMENDER] * 2,
-        transcripts=[Transcript.from_summary({**miss_summary, "user_id": user}) for user in ("u9", "u8")], role_scores=[0.0, 0.0],
-        prompt_messages=[messages, messages], student_prompts=[render(messages)] * 2, real=[True, True],
-        render=render, cfg=cfg, memory=memory, step=1, histories=[["i1", "i2"], ["zzz"]],
-    )
+    samples = [
+        StudentSample(uid=uid, role=ROLE_RECOMMENDER, reward=0.0, messages=messages, prompt_ids=render(messages),
+                      transcript=Transcript.from_summary({**miss_summary, "user_id": user}), memory_key=user, item_history=history)
+        for uid, user, history in (("p1", "u9", ["i1", "i2"]), ("p2", "u8", ["zzz"]))
+    ]
+    out = batch_teacher_prompts(samples, render, cfg, memory=memory, step=1)
     assert out.sources == {0: "neighbor"}
     assert "sharing 2 history items" in "".join(map(chr, out.prompts[0]))

@@ -34,7 +34,7 @@ from verl.trainer.ppo.padding_utils import build_padding_position_ids  # noqa: E
 
 from coars_verl.algo.role_batch import self_distill_delta  # noqa: E402
 from coars_verl.distill.teacher_prompt import teacher_prompt_ids  # noqa: E402
-from coars_verl.teacher_records import SOURCE_FIELDS, scored_log_probs, teacher_batch, teacher_record  # noqa: E402
+from coars_verl.teacher_records import RECORD_FIELDS, scored_log_probs, teacher_batch, teacher_record  # noqa: E402
 
 SAMPLES = [  # (student messages, response text, teacher context or "" for none)
     ([{"role": "system", "content": "You recommend."}, {"role": "user", "content": "Candidates: Heat, Up."}],
@@ -99,8 +99,8 @@ def main(model_path: str) -> dict:
         if context:
             teacher_prompts[i] = teacher_prompt_ids(render, messages, context)
     rows = sorted(teacher_prompts)
-    # the trainer fetches only SOURCE_FIELDS of a stored sample to build its teacher record
-    fetched = [{k: s[k] for k in SOURCE_FIELDS if k in s} for s in sources]
+    # the trainer fetches only RECORD_FIELDS of a stored sample to build its teacher record
+    fetched = [{k: s[k] for k in RECORD_FIELDS if k in s} for s in sources]
     teacher_log_probs, teacher_micro_batch = worker_log_probs(worker, [teacher_record(fetched[i], teacher_prompts[i]) for i in rows], multiple, eos)
     teacher = dict(zip(rows, teacher_log_probs))
     student_rows, _ = worker_log_probs(worker, sources, multiple, eos)

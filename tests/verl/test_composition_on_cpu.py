@@ -122,4 +122,8 @@ def test_single_turn_self_distillation_with_only_dialogue_sources_is_refused(tmp
     base = ["algorithm.adv_estimator=coars_grpo", "trainer.v1.trainer_mode=coars_sync", "+algorithm.coars.self_distill.mode=rlsd", *data]
     assert composition_problems(stock(*base)) == []  # default sources include the sibling
     problems = composition_problems(stock(*base, "+algorithm.coars.self_distill.sources=[memory,hindsight]"))
-    assert any("memory and hindsight need a dialogue" in p for p in problems)
+    assert any("without a dialogue" in p and "memory_key" in p for p in problems), problems
+    # the memory source has a single-turn builder: with a memory key it composes (the registry says so, not a list here)
+    keyed = stock(*base, "+algorithm.coars.self_distill.sources=[memory]", "+algorithm.coars.self_distill.memory_key=user_id")
+    assert composition_problems(keyed) == []
+    assert composition_problems(stock(*base, "+algorithm.coars.self_distill.sources=[memory]")) != []
