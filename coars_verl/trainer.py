@@ -462,7 +462,7 @@ class CoarsPPOTrainer(PPOTrainerSync):
             if transcript is not None and role == ROLE_RECOMMENDER:
                 self.memory.add(transcript.user_id, compact_record(transcript), step=self.global_steps)
                 if item_histories is not None:
-                    self.memory.set_history(transcript.user_id, item_histories[i])
+                    self.memory.set_item_history(transcript.user_id, item_histories[i])
 
     def _compute_ref_log_prob(self, batch, metrics):
         if not need_reference_policy(self.config):

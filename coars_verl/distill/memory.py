@@ -10,7 +10,7 @@ store is bounded and fully deterministic:
   (least-recently-added; reads do not count, so ``select`` never changes the state);
 * :meth:`DialogueMemory.select` returns the ``k`` most recent records of a user, newest first,
   optionally only those from steps before a given step;
-* for the ``neighbor`` source, each user's latest history (item ids, :meth:`DialogueMemory.set_history`)
+* for the ``neighbor`` source, each user's latest history (item ids, :meth:`DialogueMemory.set_item_history`)
   is kept beside the records, with an item -> users index, and :meth:`DialogueMemory.neighbors`
   returns the other users whose histories share the most items with a given history (ties: the
   larger share of the other user's history, then the user id), so the same memory and history
@@ -72,7 +72,7 @@ class DialogueMemory:
         self.max_per_user = int(max_per_user)
         self.max_users = int(max_users)
         self._users: OrderedDict[str, list[dict[str, Any]]] = OrderedDict()
-        self._histories: dict[str, tuple[str, ...]] = {}
+        self._item_histories: dict[str, tuple[str, ...]] = {}
         self._item_users: dict[str, set[str]] = defaultdict(set)
 
     # ------------------------------------------------------------------ writes
@@ -97,7 +97,7 @@ class DialogueMemory:
             dropped, _ = self._users.popitem(last=False)
             self._drop_history(dropped)
 
-    def set_history(self, user_id: Any, item_ids: Iterable[Any]) -> None:
+    def set_item_history(self, user_id: Any, item_ids: Iterable[Any]) -> None:
         """Keep ``item_ids`` (the user's latest interaction history) as the user's history, for
         :meth:`neighbors`. Only users with records keep one: call it after :meth:`add`."""
         if not _names_a_user(user_id) or str(user_id) not in self._users:
@@ -105,12 +105,12 @@ class DialogueMemory:
         uid = str(user_id)
         self._drop_history(uid)
         history = tuple(dict.fromkeys(str(item) for item in item_ids))
-        self._histories[uid] = history
+        self._item_histories[uid] = history
         for item in history:
             self._item_users[item].add(uid)
 
     def _drop_history(self, uid: str) -> None:
-        for item in self._histories.pop(uid, ()):
+        for item in self._item_histories.pop(uid, ()):
             users = self._item_users[item]
             users.discard(uid)
             if not users:
@@ -118,7 +118,7 @@ class DialogueMemory:
 
     def clear(self) -> None:
         self._users.clear()
-        self._histories.clear()
+        self._item_histories.clear()
         self._item_users.clear()
 
     # ------------------------------------------------------------------- reads
@@ -149,7 +149,7 @@ class DialogueMemory:
         for item in dict.fromkeys(str(i) for i in item_ids):
             shared.update(self._item_users.get(item, ()))
         shared.pop(own, None)
-        ranked = sorted(shared.items(), key=lambda pair: (-pair[1], -pair[1] / len(self._histories[pair[0]]), pair[0]))
+        ranked = sorted(shared.items(), key=lambda pair: (-pair[1], -pair[1] / len(self._item_histories[pair[0]]), pair[0]))
         found = []
         for uid, count in ranked:
             if self.select(uid, 1, before_step=before_step):
@@ -158,9 +158,9 @@ class DialogueMemory:
                     break
         return found
 
-    def history(self, user_id: Any) -> tuple[str, ...]:
+    def item_history(self, user_id: Any) -> tuple[str, ...]:
         """The history kept for ``user_id`` (empty when none)."""
-        return self._histories.get(str(user_id), ())
+        return self._item_histories.get(str(user_id), ())
 
     def users(self) -> list[str]:
         """User ids, least recently added first."""
@@ -183,7 +183,7 @@ class DialogueMemory:
             "max_per_user": self.max_per_user,
             "max_users": self.max_users,
             "users": [[uid, copy.deepcopy(recs)] for uid, recs in self._users.items()],
-            "histories": [[uid, list(self._histories[uid])] for uid in self._users if uid in self._histories],
+            "histories": [[uid, list(self._item_histories[uid])] for uid in self._users if uid in self._item_histories],
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
@@ -201,7 +201,7 @@ class DialogueMemory:
                 step = rec.pop("step")
                 self.add(uid, rec, step)
         for uid, items in state.get("histories", ()):
-            self.set_history(uid, items)
+            self.set_item_history(uid, items)
 
     def save(self, path: str | os.PathLike) -> None:
         """Write :meth:`state_dict` as JSON to ``path`` atomically (temp file + fsync + rename)."""

@@ -83,7 +83,7 @@ def played_memory(rows: Sequence[DialogueRow], play: Callable[[Sequence[Dialogue
     memory = DialogueMemory(max_per_user=max(1, len(rows)), max_users=max(1, len(rows)))
     for row, summary in zip(rows, play(rows)):
         memory.add(row.user_id, {**compact_record(summary), "when": PLAYED_WHEN}, step=0)
-        memory.set_history(row.user_id, row.extra_info.get(EI_HISTORY_ITEM_IDS) or ())
+        memory.set_item_history(row.user_id, row.extra_info.get(EI_HISTORY_ITEM_IDS) or ())
     return memory
 
 

@@ -29,9 +29,9 @@ def memory_with_neighbors(hit_summary, miss_summary, step=0):
     memory = DialogueMemory()
     for uid, history in HISTORIES.items():
         memory.add(uid, compact_record({**(hit_summary if uid == "u2" else miss_summary), "user_id": uid}), step)
-        memory.set_history(uid, history)
+        memory.set_item_history(uid, history)
     memory.add("u1", compact_record(miss_summary), step)  # the user's own dialogue: never a neighbour
-    memory.set_history("u1", U1_HISTORY)
+    memory.set_item_history("u1", U1_HISTORY)
     return memory
 
 
@@ -50,7 +50,7 @@ def test_ties_are_broken_by_share_then_id_whatever_the_insertion_order(hit_summa
         histories = {"a": ["i1", "x1", "x2"], "b": ["i1"], "c": ["i1"]}
         for uid in order:
             memory.add(uid, compact_record(miss_summary), 0)
-            memory.set_history(uid, histories[uid])
+            memory.set_item_history(uid, histories[uid])
         # b and c share all of their (one-item) history, a a third of its: b, c (id order), then a
         assert memory.neighbors("q", ["i1"], k=3) == [("b", 1), ("c", 1), ("a", 1)]
 
@@ -59,8 +59,8 @@ def test_histories_leave_with_their_users_and_survive_a_checkpoint(tmp_path, hit
     memory = DialogueMemory(max_users=2)
     for uid, history in HISTORIES.items():  # u2, u3, u4: u2 is evicted by u4
         memory.add(uid, compact_record(miss_summary), 0)
-        memory.set_history(uid, history)
-    assert memory.history("u2") == () and memory.neighbors("q", ["i1", "i2"], k=5) == []
+        memory.set_item_history(uid, history)
+    assert memory.item_history("u2") == () and memory.neighbors("q", ["i1", "i2"], k=5) == []
     memory.save(tmp_path / "memory.json")
     restored = DialogueMemory(max_users=2)
     restored.load(tmp_path / "memory.json")
