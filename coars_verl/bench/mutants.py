@@ -89,6 +89,21 @@ MUTANTS = (
            "(response_lengths.long() - 1).clamp(min=0)",
            "torch.zeros_like(response_lengths).long()",
            ("tests/algo/test_role_batch_on_cpu.py",)),
+    Mutant("K1", "the memory stores the batch's first item history under every user (the neighbor source's overlaps go wrong)",
+           "coars_verl/trainer.py",
+           "self.memory.set_item_history(transcript.user_id, item_histories[i])",
+           "self.memory.set_item_history(transcript.user_id, item_histories[0])",
+           ("tests/verl/test_trainer_glue_on_cpu.py",)),
+    Mutant("K2", "each dialogue stored twice, from both role samples (a user's memory fills with copies)",
+           "coars_verl/trainer.py",
+           "if transcript is not None and role == ROLE_RECOMMENDER:",
+           "if transcript is not None:",
+           ("tests/verl/test_trainer_glue_on_cpu.py",)),
+    Mutant("K3", "the teacher pass scores tied groups again (the skip ignored: same advantages, the cost not)",
+           "coars_verl/trainer.py",
+           "wanted = [bool(n) and r for n, r in zip(needed.tolist(), real)]",
+           "wanted = list(real)",
+           ("tests/verl/test_trainer_glue_on_cpu.py",)),
 )
 
 
