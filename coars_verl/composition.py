@@ -206,9 +206,14 @@ workers); with 2 (a 2-core machine's default) it waits forever without an error.
 
 
 def config_problems(config: Any, on_cpu: bool, machine_cpus: int) -> list[str]:
-    """:func:`composition_problems`, and with ``on_cpu`` (``VERL_PLATFORM=cpu``) :func:`cpu_problems`: what the
-    driver check and the doctor report."""
+    """:func:`composition_problems`, the dialogue rows of the local data files
+    (:func:`coars_verl.datasets.row_check.dialogue_row_problems`), and with ``on_cpu``
+    (``VERL_PLATFORM=cpu``) :func:`cpu_problems`: what the driver check and the doctor report."""
+    from coars_verl.datasets.row_check import dialogue_row_problems
+
     problems = composition_problems(config)
+    problems += dialogue_row_problems(_as_list(_get(config, "data.train_files")) + _as_list(_get(config, "data.val_files")),
+                                      _get(config, "actor_rollout_ref.rollout.agent.default_agent_loop"))
     if on_cpu:
         problems += cpu_problems(config, machine_cpus)
     return problems
