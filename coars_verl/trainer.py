@@ -52,9 +52,11 @@ from coars_verl.constants import (
     EXTRA_PROMPT_MESSAGES,
     EXTRA_ROLE,
     EXTRA_SUMMARY,
+    REC_REWARD_KEY,
     ROLE_RECOMMENDER,
     ROLE_SINGLE,
     TRAINER_MODE_NAME,
+    USER_REWARD_KEY,
 )
 from coars_verl.dialogue.transcript import Transcript
 from coars_verl.distill.batch_contexts import batch_teacher_prompts, single_turn_teacher_prompts
@@ -431,7 +433,7 @@ class CoarsPPOTrainer(PPOTrainerSync):
             "advantage_mean": advantages,
             "response_tokens": [int(m.sum()) for m in data["response_mask"].unbind()],
             "is_padding": [bool(tag.get("is_padding", False)) for tag in batch.tags],
-            **({name: [float(info[name]) for info in infos] for name in ("rec/reward", "user/reward", "hit")} if is_dialogue_batch(extras) else {}),
+            **({name: [float(info[name]) for info in infos] for name in (REC_REWARD_KEY, USER_REWARD_KEY, "hit")} if is_dialogue_batch(extras) else {}),
         }
         self._dump_generations(inputs=inputs, outputs=outputs, gts=[None] * len(inputs), scores=scores,
                                reward_extra_infos_dict=per_sample, dump_path=rollout_data_dir)

@@ -43,10 +43,10 @@ class Mutant:
 
 
 MUTANTS = (
-    Mutant("M1", "REWARD_KEY swapped: each role trains on the other role's reward",
-           "coars_verl/algo/role_metrics.py",
-           'REWARD_KEY = {role: f"{prefix}/reward" for role, prefix in ROLE_PREFIX.items()}',
-           'REWARD_KEY = {ROLE_RECOMMENDER: "user/reward", ROLE_USER: "rec/reward"}',
+    Mutant("M1", "OWN_REWARD_KEY swapped: each role trains on the other role's reward",
+           "coars_verl/algo/role_batch.py",
+           "OWN_REWARD_KEY = {ROLE_RECOMMENDER: REC_REWARD_KEY, ROLE_USER: USER_REWARD_KEY}",
+           "OWN_REWARD_KEY = {ROLE_RECOMMENDER: USER_REWARD_KEY, ROLE_USER: REC_REWARD_KEY}",
            ("tests/algo/test_role_batch_on_cpu.py",)),
     Mutant("M2", "teacher and student swapped in the delta: the self-distilled credit changes sign",
            "coars_verl/algo/role_batch.py",

@@ -43,6 +43,7 @@ import numbers
 from dataclasses import dataclass, fields
 from typing import Any, Mapping
 
+from coars_verl.constants import REC_REWARD_KEY, USER_REWARD_KEY
 from coars_verl.dialogue.transcript import DECISION_NONE, DECISION_YES, Transcript
 from coars_verl.rewards.user_balance import USER_BALANCE_MODES
 from coars_verl.utils.config_reader import read_section
@@ -135,8 +136,8 @@ class RoleRewards:
     def as_extra_info(self) -> dict[str, float]:
         """Scalars for verl's ``reward_extra_info`` (every value a float)."""
         values = {
-            "rec/reward": self.rec,
-            "user/reward": self.user,
+            REC_REWARD_KEY: self.rec,
+            USER_REWARD_KEY: self.user,
             "hit": self.hit,
             "k_hit": self.k_hit,
             "turns": self.turns,

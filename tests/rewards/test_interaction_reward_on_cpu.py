@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from coars_verl.constants import ROLE_RECOMMENDER, ROLE_USER
+from coars_verl.constants import REC_REWARD_KEY, ROLE_RECOMMENDER, ROLE_USER, USER_REWARD_KEY
 from coars_verl.dialogue.state import Dialogue, DialogueConfig, DialogueSample
 from coars_verl.dialogue.transcript import Transcript, TurnRecord
 from coars_verl.rewards.interaction import RewardConfig, RoleRewards, compute_role_rewards
@@ -183,8 +183,8 @@ def test_summary_after_json_and_tuple_round_trip():
 def test_as_extra_info():
     info = rewards(play([R("Up"), U("no"), R("Heat"), U("yes")])).as_extra_info()
     assert all(isinstance(v, float) for v in info.values())
-    assert info["rec/reward"] == pytest.approx(0.9 + 0.5)
-    assert info["user/reward"] == pytest.approx(1.5)
+    assert info[REC_REWARD_KEY] == pytest.approx(0.9 + 0.5)
+    assert info[USER_REWARD_KEY] == pytest.approx(1.5)
     assert info["hit"] == 1.0 and info["k_hit"] == 2.0 and info["turns"] == 2.0
     assert info["rec/valid_ratio"] == 1.0 and info["user/accuracy"] == 1.0
     assert {"user/false_accepts", "user/false_rejects", "user/format_errors", "rec/format_errors",
