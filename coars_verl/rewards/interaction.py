@@ -13,7 +13,7 @@ With ``user_balance: batch`` the trainer then replaces r_user's accuracy mean by
 form over the batch (:mod:`coars_verl.rewards.user_balance`), from the per-class counts this module
 reports.
 
-Definitions (the same as ``coars_verl.dialogue.transcript``):
+Definitions (computed once, by ``coars_verl.dialogue.transcript.Transcript``):
 
 * ``k_hit``: the first turn whose *valid* recommendation is the target; 0 when never.
 * ``hit``: Hit@1 of the dialogue, i.e. the final item (the last valid recommendation, whatever the
@@ -169,11 +169,10 @@ class _Turn:
 
 def compute_role_rewards(dialogue: "Transcript | Mapping[str, Any]", config: RewardConfig = RewardConfig()) -> RoleRewards:
     """Score both roles of a dialogue (its transcript or ``Transcript.summary()`` dict). ValueError on a malformed summary."""
-    turns = _turns(dialogue)
+    transcript = Transcript.read(dialogue)
+    turns = _turns(transcript)
     rec_format_errors = sum(not turn.valid for turn in turns)
-    k_hit = next((k for k, turn in enumerate(turns, start=1) if turn.valid and turn.is_target), 0)
-    final = next((turn for turn in reversed(turns) if turn.valid), None)
-    hit = final is not None and final.is_target
+    k_hit, hit = transcript.k_hit, transcript.hit
     coupling = config.beta * float(hit)
 
     recommended_bonus = config.gamma ** (k_hit - 1) if k_hit > 0 else 0.0
@@ -251,7 +250,6 @@ def _user_score(turns: list[_Turn], config: RewardConfig) -> _UserScore:
                       judged[True], judged[False], correct[True], correct[False])
 
 
-def _turns(dialogue: "Transcript | Mapping[str, Any]") -> list[_Turn]:
-    """The per-turn facts the reward needs (the transcript's reader checks the summary)."""
-    transcript = Transcript.read(dialogue)
+def _turns(transcript: Transcript) -> list[_Turn]:
+    """The per-turn facts the user's score needs."""
     return [_Turn(r.valid, r.valid and r.is_target, r.user_decision, bool(r.user_error)) for r in transcript.turns]

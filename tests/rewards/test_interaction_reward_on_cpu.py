@@ -173,6 +173,16 @@ def test_reward_recomputes_derived_fields_from_turn_lists():
     assert rewards(tampered) == rewards(summary)
 
 
+def test_hit_and_k_hit_are_the_transcripts_and_count_only_a_valid_target():
+    # a hand-edited summary: the invalid first turn claims the target; only a valid recommendation counts
+    summary = play([GARBAGE_REC, R("Heat"), U("yes")])
+    summary = dict(summary, is_target=[True, True])
+    transcript = Transcript.from_summary(summary)
+    r = rewards(summary)
+    assert (r.k_hit, r.hit) == (transcript.k_hit, transcript.hit) == (2, True)
+    assert r.rec == pytest.approx(0.9 - 0.1 + 0.5)
+
+
 def test_summary_after_json_and_tuple_round_trip():
     summary = play([GARBAGE_REC, R("Heat"), GARBAGE_USER, R("Up"), U("yes")])
     via_json = json.loads(json.dumps(summary))
