@@ -110,7 +110,7 @@ def setting_problems(config: Any) -> list[str]:
     """Unknown keys and invalid values under ``coars`` and ``algorithm.coars``, with each component's own message."""
     from coars_verl.distill.config import SelfDistillConfig
     from coars_verl.dialogue.state import DialogueConfig
-    from coars_verl.rewards.interaction import RewardConfig
+    from coars_verl.rewards.interaction import reward_config
 
     problems: list[str] = []
     coars = _container(config, "coars")
@@ -122,7 +122,7 @@ def setting_problems(config: Any) -> list[str]:
     checks = (
         lambda: check_agent_loop_options(coars.get("agent_loop") or {}),
         lambda: DialogueConfig.from_mapping(coars.get("dialogue") or {}, coars.get("prompts") or {}),
-        lambda: RewardConfig.from_mapping(coars.get("reward") or {}),
+        lambda: reward_config(config),
         lambda: SelfDistillConfig.from_mapping(algorithm_coars.get("self_distill") or {}),
     )
     for check in checks:

@@ -16,13 +16,12 @@ from __future__ import annotations
 import time
 from typing import Any, Mapping
 
-from omegaconf import OmegaConf
 from verl import DataProto
 from verl.experimental.reward_loop.reward_manager import register
 from verl.experimental.reward_loop.reward_manager.base import RewardManagerBase
 
 from coars_verl.constants import EXTRA_SUMMARY, REC_REWARD_KEY, REWARD_MANAGER_NAME
-from coars_verl.rewards.interaction import RewardConfig, compute_role_rewards
+from coars_verl.rewards.interaction import compute_role_rewards, reward_config
 
 REWARD_SECONDS_KEY = "coars_reward_s"
 
@@ -50,7 +49,7 @@ class CoarsInteractionRewardManager(RewardManagerBase):
 
     def __init__(self, config, tokenizer, compute_score=None, **kwargs):
         super().__init__(config, tokenizer, compute_score)
-        self.reward_config = RewardConfig.from_mapping(OmegaConf.select(config, "coars.reward", default=None))
+        self.reward_config = reward_config(config)
 
     async def run_single(self, data: DataProto) -> dict:
         start = time.perf_counter()

@@ -31,7 +31,7 @@ import time
 import numpy as np
 import torch
 import transfer_queue as tq
-from omegaconf import OmegaConf, open_dict
+from omegaconf import open_dict
 from tensordict import TensorDict
 from verl.protocol import DataProto
 from verl.trainer.ppo import core_algos
@@ -66,7 +66,7 @@ from coars_verl.distill.memory import DialogueMemory, compact_record
 from coars_verl.distill.single_turn import memory_record
 from coars_verl.estimator import self_distill_config
 from coars_verl.reward_manager import REWARD_SECONDS_KEY
-from coars_verl.rewards.interaction import RewardConfig
+from coars_verl.rewards.interaction import reward_config
 from coars_verl.teacher_records import SOURCE_FIELDS as TEACHER_SOURCE_FIELDS
 from coars_verl.teacher_records import generation_prompt_ids, scored_log_probs, teacher_batch, teacher_record
 
@@ -142,7 +142,7 @@ class CoarsPPOTrainer(PPOTrainerSync):
         super().__init__(config)
         self._sd_off_logged = False
         self.memory = DialogueMemory(max_per_user=self.sd_config.memory_per_user, max_users=self.sd_config.memory_max_users)
-        self.reward_config = RewardConfig.from_mapping(OmegaConf.select(config, "coars.reward", default=None))
+        self.reward_config = reward_config(config)
 
     def _init_dataloader(self):
         """verl's data loaders, then the lambda schedule for this run: verl counts the run's steps here

@@ -46,8 +46,9 @@ from typing import Any, Mapping
 from coars_verl.constants import REC_REWARD_KEY, USER_REWARD_KEY
 from coars_verl.dialogue.transcript import DECISION_NONE, DECISION_YES, Transcript
 from coars_verl.rewards.user_balance import USER_BALANCE_MODES
-from coars_verl.utils.config_reader import read_section
+from coars_verl.utils.config_reader import config_section, read_section
 
+REWARD_SECTION = "coars.reward"
 UNPARSABLE_USER_ANSWER_POLICIES = ("wrong", "reject", "skip")
 REWARD_MODES = ("interaction", "outcome")
 
@@ -101,7 +102,14 @@ class RewardConfig:
     def from_mapping(cls, mapping: Mapping[str, Any] | None = None) -> "RewardConfig":
         """Build from ``coars.reward`` (:func:`coars_verl.utils.config_reader.read_section`: a typo
         must not silently use a default, a quoted number is an error)."""
-        return read_section(cls, mapping, "coars.reward")
+        return read_section(cls, mapping, REWARD_SECTION)
+
+
+def reward_config(config: Any) -> RewardConfig:
+    """The reward settings of a whole run config (``coars.reward`` of verl's DictConfig or of a plain
+    mapping; defaults where it is absent): the one reader, used by the reward manager, the trainer
+    mode and the driver check, so all three score with the same weights."""
+    return RewardConfig.from_mapping(config_section(config, REWARD_SECTION))
 
 
 @dataclass(frozen=True)
