@@ -28,7 +28,7 @@ from omegaconf import OmegaConf
 from verl.experimental.agent_loop.agent_loop import AgentLoopBase, AgentLoopMetrics, AgentLoopOutput, register
 from verl.utils.profiler import simple_timer
 
-from coars_verl.composition import check_agent_loop_options
+from coars_verl.agent_loop_config import AgentLoopConfig
 from coars_verl.constants import (
     AGENT_LOOP_NAME,
     EXTRA_ACTED,
@@ -46,8 +46,6 @@ from coars_verl.dialogue.state import Dialogue, DialogueConfig
 from coars_verl.dialogue.transcript import END_BUDGET
 
 logger = logging.getLogger(__name__)
-
-DEFAULT_MAX_TOKENS_PER_TURN = 96
 
 
 @dataclass
@@ -108,9 +106,7 @@ class CoarsDialogueAgentLoop(AgentLoopBase):
             DialogueConfig.from_mapping(coars_section(self.config, "dialogue"), coars_section(self.config, "prompts")),
             control_markers=tokenizer_control_markers(self.tokenizer),
         )
-        loop_options = coars_section(self.config, "agent_loop")
-        check_agent_loop_options(loop_options)
-        self.max_tokens_per_turn = int(loop_options.get("max_tokens_per_turn", DEFAULT_MAX_TOKENS_PER_TURN))
+        self.max_tokens_per_turn = AgentLoopConfig.from_mapping(coars_section(self.config, "agent_loop")).max_tokens_per_turn
         self.response_length = int(self.rollout_config.response_length)
         self.want_logprobs = bool(self.rollout_config.calculate_log_probs)
 

@@ -40,7 +40,7 @@ from __future__ import annotations
 
 import math
 import numbers
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from typing import Any, Mapping
 
 from coars_verl.constants import REC_REWARD_KEY, USER_REWARD_KEY
@@ -57,22 +57,23 @@ REWARD_MODES = ("interaction", "outcome")
 class RewardConfig:
     """Interaction-reward weights (recipe keys ``coars.reward.*``); spec defaults."""
 
-    gamma: float = 0.9
-    """Discount per turn before the target is recommended (1.0: no preference for an early hit)."""
-    beta: float = 0.5
-    """Weight of the shared outcome (Hit@1) in both roles' rewards."""
-    format_penalty: float = 0.1
-    """Subtracted per invalid recommender turn (recommender) and per unparsable user answer (user)."""
-    false_accept_weight: float = 0.0
-    false_reject_weight: float = 0.0
-    unparsable_user_answer: str = "wrong"
-    """How an unparsable user answer enters the accuracy mean: "wrong", "reject" or "skip" (module docstring)."""
-    mode: str = "interaction"
-    """"interaction": the coupled rewards above; "outcome": both roles get only Hit@1 (R = hit), the
-    outcome-only ablation."""
-    user_balance: str = "none"
-    """"none": r_user as above; "batch": its accuracy term class-balanced over the training batch
-    (targets against other items, :mod:`coars_verl.rewards.user_balance`), applied by the trainer."""
+    gamma: float = field(default=0.9, metadata={"help": (
+        "Discount per turn before the target is recommended (1.0: no preference for an early hit).")})
+    beta: float = field(default=0.5, metadata={"help": "Weight of the shared outcome (Hit@1) in both roles' rewards."})
+    format_penalty: float = field(default=0.1, metadata={"help": (
+        "Subtracted per invalid recommender turn (recommender) and per unparsable user answer (user).")})
+    false_accept_weight: float = field(default=0.0, metadata={"help": (
+        "Subtracted from the user's reward per yes to an item that is not the target.")})
+    false_reject_weight: float = field(default=0.0, metadata={"help": (
+        "Subtracted from the user's reward per explicit no to the target.")})
+    unparsable_user_answer: str = field(default="wrong", metadata={"help": (
+        'How an unparsable user answer enters the accuracy mean: "wrong", "reject" or "skip" (module docstring).')})
+    mode: str = field(default="interaction", metadata={"help": (
+        '"interaction": the coupled rewards above; "outcome": both roles get only Hit@1 (R = hit), the '
+        "outcome-only ablation.")})
+    user_balance: str = field(default="none", metadata={"help": (
+        '"none": r_user as above; "batch": its accuracy term class-balanced over the training batch '
+        "(targets against other items, coars_verl.rewards.user_balance), applied by the trainer.")})
 
     def __post_init__(self) -> None:
         for spec_field in fields(self):
