@@ -14,6 +14,11 @@ token stream per role and translates:
 Config: ``coars.dialogue.*`` (turn rules), ``coars.prompts.*`` (templates),
 ``coars.agent_loop.max_tokens_per_turn`` (generation budget of one answer). The response
 budget of a role is ``rollout.response_length``; the dialogue ends cleanly when it is spent.
+
+verl's conventions, as in its own agent loops: ``run`` and each turn's generation are
+``rollout_trace_op``s, so verl's rollout tracing (``rollout.trace.backend``) shows a dialogue with
+both roles' turns; request ids are deterministic under ``rollout.full_determinism`` (from the
+sample's ``priority``, as verl's loops derive theirs), random otherwise.
 """
 
 from __future__ import annotations
@@ -27,8 +32,10 @@ from uuid import uuid4
 from omegaconf import OmegaConf
 from verl.experimental.agent_loop.agent_loop import AgentLoopBase, AgentLoopMetrics, AgentLoopOutput, register
 from verl.utils.profiler import simple_timer
+from verl.utils.rollout_trace import rollout_trace_op
+from verl.workers.rollout.replica import TokenOutput
 
-from coars_verl.composition import check_agent_loop_options
+from coars_verl.agent_loop_config import AgentLoopConfig
 from coars_verl.constants import (
     AGENT_LOOP_NAME,
     EXTRA_ACTED,
@@ -47,8 +54,6 @@ from coars_verl.dialogue.transcript import END_BUDGET
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_MAX_TOKENS_PER_TURN = 96
-
 
 @dataclass
 class RoleStream:
@@ -66,6 +71,13 @@ class RoleStream:
     @property
     def started(self) -> bool:
         return bool(self.token_ids)
+
+
+def role_request_ids(dialogue_id: str) -> dict[str, str]:
+    """Each role's request id in the dialogue ``dialogue_id``: one per role for all its turns, because
+    verl's router keeps the turns of one request id on one server, whose prefix cache holds that
+    role's token stream (the turns are told apart in the trace by their role and number)."""
+    return {role: f"{dialogue_id}-{role}" for role in ROLES}
 
 
 def coars_section(config, name: str) -> dict:
@@ -108,17 +120,20 @@ class CoarsDialogueAgentLoop(AgentLoopBase):
             DialogueConfig.from_mapping(coars_section(self.config, "dialogue"), coars_section(self.config, "prompts")),
             control_markers=tokenizer_control_markers(self.tokenizer),
         )
-        loop_options = coars_section(self.config, "agent_loop")
-        check_agent_loop_options(loop_options)
-        self.max_tokens_per_turn = int(loop_options.get("max_tokens_per_turn", DEFAULT_MAX_TOKENS_PER_TURN))
+        self.max_tokens_per_turn = AgentLoopConfig.from_mapping(coars_section(self.config, "agent_loop")).max_tokens_per_turn
         self.response_length = int(self.rollout_config.response_length)
         self.want_logprobs = bool(self.rollout_config.calculate_log_probs)
 
-    async def run(self, sampling_params: dict[str, Any], **kwargs) -> list[AgentLoopOutput]:
+    @rollout_trace_op
+    async def run(self, sampling_params: dict[str, Any], priority: int = 0, **kwargs) -> list[AgentLoopOutput]:
         core = {"s": 0.0}  # time spent in the dialogue core, for the own-code share metric
         with _timed(core):
             dialogue = Dialogue.from_extra_info(kwargs["extra_info"], self.dialogue_config)
-        streams = {role: RoleStream(role, request_id=uuid4().hex) for role in ROLES}
+        # verl's rule: priority (np.int64 from the batch) is unique per sample of a batch; without full
+        # determinism a random id, since callers that pass no priority would all share one
+        dialogue_id = f"det-{int(priority)}" if getattr(self.rollout_config, "full_determinism", False) else uuid4().hex
+        request_ids = role_request_ids(dialogue_id)
+        streams = {role: RoleStream(role, request_id=request_ids[role]) for role in ROLES}
         metrics: dict[str, Any] = {}
         steps: dict[str, Optional[int]] = {"min_global_steps": None, "max_global_steps": None}
 
@@ -167,11 +182,8 @@ class CoarsDialogueAgentLoop(AgentLoopBase):
 
     async def _act(self, stream: RoleStream, sampling_params: dict[str, Any], max_tokens: int, steps: dict) -> str:
         """Generate one answer (mask 1) and return its text."""
-        output = await self.server_manager.generate(
-            request_id=stream.request_id,
-            prompt_ids=stream.token_ids,
-            sampling_params={**sampling_params, "max_tokens": max_tokens},
-        )
+        output = await self.generate_turn(stream.role, stream.turns + 1, stream.request_id, stream.token_ids,
+                                          {**sampling_params, "max_tokens": max_tokens})
         if steps["min_global_steps"] is None:
             steps["min_global_steps"] = output.extra_fields.get("min_global_steps")
         steps["max_global_steps"] = output.extra_fields.get("max_global_steps", steps["max_global_steps"])
@@ -189,6 +201,13 @@ class CoarsDialogueAgentLoop(AgentLoopBase):
         text = self.tokenizer.decode(output.token_ids, skip_special_tokens=True)
         stream.messages.append({"role": "assistant", "content": text})
         return text
+
+    @rollout_trace_op
+    async def generate_turn(self, role: str, turn: int, request_id: str, prompt_ids: list[int],
+                            sampling_params: dict[str, Any]) -> TokenOutput:
+        """One answer of ``role`` in its ``turn``-th turn (1-based): a traced op of its own, so the
+        trace names the role and the turn of each generation."""
+        return await self.server_manager.generate(request_id=request_id, prompt_ids=prompt_ids, sampling_params=sampling_params)
 
     async def _start_idle_user(self, stream: RoleStream, dialogue: Dialogue) -> None:
         """The user agent never acted (no valid recommendation): give it its context and one

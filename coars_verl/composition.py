@@ -23,15 +23,6 @@ from coars_verl.constants import ADV_ESTIMATOR_NAME, AGENT_LOOP_NAME, REWARD_MAN
 COARS_SECTIONS = ("dialogue", "agent_loop", "reward", "prompts")
 """What may stand under ``coars``: read by the agent loop (dialogue, agent_loop, prompts) and the reward manager (reward)."""
 ALGORITHM_COARS_SECTIONS = ("self_distill",)
-AGENT_LOOP_KEYS = ("max_tokens_per_turn",)
-
-
-def check_agent_loop_options(options: Any) -> None:
-    """ValueError naming unknown ``coars.agent_loop`` keys (the agent loop and the driver check both call it)."""
-    unknown = sorted(set(options) - set(AGENT_LOOP_KEYS))
-    if unknown:
-        raise ValueError(f"coars.agent_loop: unknown key(s) {unknown}; expected some of {list(AGENT_LOOP_KEYS)}")
-
 
 class CompositionError(ValueError):
     """A config that combines CoARS components in a way that cannot train correctly."""
@@ -108,9 +99,10 @@ def _container(config: Any, path: str) -> dict:
 
 def setting_problems(config: Any) -> list[str]:
     """Unknown keys and invalid values under ``coars`` and ``algorithm.coars``, with each component's own message."""
+    from coars_verl.agent_loop_config import AgentLoopConfig
     from coars_verl.distill.config import SelfDistillConfig
     from coars_verl.dialogue.state import DialogueConfig
-    from coars_verl.rewards.interaction import RewardConfig
+    from coars_verl.rewards.interaction import reward_config
 
     problems: list[str] = []
     coars = _container(config, "coars")
@@ -120,9 +112,9 @@ def setting_problems(config: Any) -> list[str]:
         if unknown:
             problems.append(f"{root}: unknown key(s) {unknown}; expected some of {list(known)}")
     checks = (
-        lambda: check_agent_loop_options(coars.get("agent_loop") or {}),
+        lambda: AgentLoopConfig.from_mapping(coars.get("agent_loop") or {}),
         lambda: DialogueConfig.from_mapping(coars.get("dialogue") or {}, coars.get("prompts") or {}),
-        lambda: RewardConfig.from_mapping(coars.get("reward") or {}),
+        lambda: reward_config(config),
         lambda: SelfDistillConfig.from_mapping(algorithm_coars.get("self_distill") or {}),
     )
     for check in checks:

@@ -48,3 +48,8 @@ EXTRA_CORE_SECONDS = "coars_dialogue_s"
 """Seconds this dialogue spent in the pure dialogue core (prompts, parsing, state, summary)."""
 EXTRA_PROMPT_MESSAGES = "coars_prompt_messages"
 """The chat messages of the role's prompt (its system prompt and task), for the teacher pass."""
+
+# keys of the reward manager's ``reward_extra_info`` holding each role's reward (written by
+# rewards/interaction.py; the trainer mode trains each sample on its own role's)
+REC_REWARD_KEY = "rec/reward"
+USER_REWARD_KEY = "user/reward"

@@ -4,8 +4,8 @@ verl calls :meth:`run_single` once per dialogue with one row per agent-loop outp
 then recommender). Both rows carry the same dialogue summary in their ``extra_fields``; the
 rewards are the pure functions of :mod:`coars_verl.rewards.interaction`, weighted by
 ``coars.reward.*``. verl keeps only one ``reward_score`` per run (the final output's, copied to
-the others), so both roles' rewards travel in ``reward_extra_info`` (``rec/reward``,
-``user/reward``, ...) and the ``coars_sync`` trainer mode hands each sample its own.
+the others), so both roles' rewards travel in ``reward_extra_info`` (``REC_REWARD_KEY``,
+``USER_REWARD_KEY``, ...) and the ``coars_sync`` trainer mode hands each sample its own.
 
 Use in a recipe: ``reward.reward_manager.name=coars_interaction`` with the ``coars_dialogue``
 agent loop.
@@ -16,15 +16,13 @@ from __future__ import annotations
 import time
 from typing import Any, Mapping
 
-from omegaconf import OmegaConf
 from verl import DataProto
 from verl.experimental.reward_loop.reward_manager import register
 from verl.experimental.reward_loop.reward_manager.base import RewardManagerBase
 
-from coars_verl.constants import EXTRA_SUMMARY, REWARD_MANAGER_NAME
-from coars_verl.rewards.interaction import RewardConfig, compute_role_rewards
+from coars_verl.constants import EXTRA_SUMMARY, REC_REWARD_KEY, REWARD_MANAGER_NAME
+from coars_verl.rewards.interaction import compute_role_rewards, reward_config
 
-SESSION_REWARD_KEY = "rec/reward"
 REWARD_SECONDS_KEY = "coars_reward_s"
 
 
@@ -51,10 +49,11 @@ class CoarsInteractionRewardManager(RewardManagerBase):
 
     def __init__(self, config, tokenizer, compute_score=None, **kwargs):
         super().__init__(config, tokenizer, compute_score)
-        self.reward_config = RewardConfig.from_mapping(OmegaConf.select(config, "coars.reward", default=None))
+        self.reward_config = reward_config(config)
 
     async def run_single(self, data: DataProto) -> dict:
         start = time.perf_counter()
         info = compute_role_rewards(dialogue_summary(data), self.reward_config).as_extra_info()
         info[REWARD_SECONDS_KEY] = time.perf_counter() - start
-        return {"reward_score": info[SESSION_REWARD_KEY], "reward_extra_info": info}
+        # verl keeps the final output's reward_score for the whole run, and the final output is the recommender's
+        return {"reward_score": info[REC_REWARD_KEY], "reward_extra_info": info}

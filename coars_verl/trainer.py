@@ -31,7 +31,7 @@ import time
 import numpy as np
 import torch
 import transfer_queue as tq
-from omegaconf import OmegaConf, open_dict
+from omegaconf import open_dict
 from tensordict import TensorDict
 from verl.protocol import DataProto
 from verl.trainer.ppo import core_algos
@@ -52,9 +52,11 @@ from coars_verl.constants import (
     EXTRA_PROMPT_MESSAGES,
     EXTRA_ROLE,
     EXTRA_SUMMARY,
+    REC_REWARD_KEY,
     ROLE_RECOMMENDER,
     ROLE_SINGLE,
     TRAINER_MODE_NAME,
+    USER_REWARD_KEY,
 )
 from coars_verl.dialogue.transcript import Transcript
 from coars_verl.distill.batch_contexts import StudentSample, batch_teacher_prompts
@@ -64,7 +66,7 @@ from coars_verl.distill.memory import DialogueMemory, compact_record
 from coars_verl.distill.sources.memory import answer_record
 from coars_verl.estimator import self_distill_config
 from coars_verl.reward_manager import REWARD_SECONDS_KEY
-from coars_verl.rewards.interaction import RewardConfig
+from coars_verl.rewards.interaction import reward_config
 from coars_verl.teacher_records import RECORD_FIELDS as TEACHER_RECORD_FIELDS
 from coars_verl.teacher_records import generation_prompt_ids, scored_log_probs, teacher_batch, teacher_record
 
@@ -140,7 +142,7 @@ class CoarsPPOTrainer(PPOTrainerSync):
         super().__init__(config)
         self._sd_off_logged = False
         self.memory = DialogueMemory(max_per_user=self.sd_config.memory_per_user, max_users=self.sd_config.memory_max_users)
-        self.reward_config = RewardConfig.from_mapping(OmegaConf.select(config, "coars.reward", default=None))
+        self.reward_config = reward_config(config)
 
     def _init_dataloader(self):
         """verl's data loaders, then the lambda schedule for this run: verl counts the run's steps here
@@ -449,7 +451,7 @@ class CoarsPPOTrainer(PPOTrainerSync):
             "advantage_mean": advantages,
             "response_tokens": [int(m.sum()) for m in data["response_mask"].unbind()],
             "is_padding": [bool(tag.get("is_padding", False)) for tag in batch.tags],
-            **({name: [float(info[name]) for info in infos] for name in ("rec/reward", "user/reward", "hit")} if is_dialogue_batch(extras) else {}),
+            **({name: [float(info[name]) for info in infos] for name in (REC_REWARD_KEY, USER_REWARD_KEY, "hit")} if is_dialogue_batch(extras) else {}),
         }
         self._dump_generations(inputs=inputs, outputs=outputs, gts=[None] * len(inputs), scores=scores,
                                reward_extra_infos_dict=per_sample, dump_path=rollout_data_dir)

@@ -20,10 +20,12 @@ from typing import Mapping, Sequence
 import torch
 
 from coars_verl.algo.advantage import token_delta
-from coars_verl.algo.role_metrics import role_reward
-from coars_verl.constants import ROLE_USER
+from coars_verl.constants import REC_REWARD_KEY, ROLE_RECOMMENDER, ROLE_USER, USER_REWARD_KEY
 from coars_verl.rewards.interaction import RewardConfig
 from coars_verl.rewards.user_balance import balance_user_rewards
+
+OWN_REWARD_KEY = {ROLE_RECOMMENDER: REC_REWARD_KEY, ROLE_USER: USER_REWARD_KEY}
+"""The ``reward_extra_info`` key of the reward each role trains on: its own, never its partner's."""
 
 
 def batch_reward_infos(
@@ -37,6 +39,14 @@ def batch_reward_infos(
     if config.mode == "interaction" and config.user_balance == "batch":
         return balance_user_rewards(roles, reward_infos, real, ROLE_USER)
     return list(reward_infos), None
+
+
+def role_reward(role: str, reward_info: Mapping[str, float]) -> float:
+    """The reward ``role`` trains on, from the reward manager's ``reward_extra_info`` of its dialogue."""
+    try:
+        return float(reward_info[OWN_REWARD_KEY[role]])
+    except KeyError as exc:
+        raise KeyError(f"no reward for role {role!r} in reward_extra_info keys {sorted(reward_info)}") from exc
 
 
 def role_scores(roles: Sequence[str], reward_infos: Sequence[Mapping[str, float]]) -> torch.Tensor:

@@ -10,7 +10,6 @@ import numpy as np
 from coars_verl.constants import ROLE_RECOMMENDER, ROLE_USER
 
 ROLE_PREFIX = {ROLE_RECOMMENDER: "rec", ROLE_USER: "user"}
-REWARD_KEY = {role: f"{prefix}/reward" for role, prefix in ROLE_PREFIX.items()}
 
 # dialogue-level facts, read once per dialogue (from its recommender sample)
 _DIALOGUE_KEYS = {"hit": "hit_rate", "turns": "turns_mean", "k_hit": "k_hit_mean"}
@@ -23,14 +22,6 @@ _ROLE_KEYS = {
         "user/format_errors": "format_errors_mean",
     },
 }
-
-
-def role_reward(role: str, reward_info: Mapping[str, float]) -> float:
-    """The reward of ``role`` from the reward manager's ``reward_extra_info`` of its dialogue."""
-    try:
-        return float(reward_info[REWARD_KEY[role]])
-    except KeyError as exc:
-        raise KeyError(f"no reward for role {role!r} in reward_extra_info keys {sorted(reward_info)}") from exc
 
 
 def role_advantage_gap(sessions: Sequence[str], roles: Sequence[str], advantages: Sequence[float]) -> float:

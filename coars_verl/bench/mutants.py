@@ -43,10 +43,10 @@ class Mutant:
 
 
 MUTANTS = (
-    Mutant("M1", "REWARD_KEY swapped: each role trains on the other role's reward",
-           "coars_verl/algo/role_metrics.py",
-           'REWARD_KEY = {role: f"{prefix}/reward" for role, prefix in ROLE_PREFIX.items()}',
-           'REWARD_KEY = {ROLE_RECOMMENDER: "user/reward", ROLE_USER: "rec/reward"}',
+    Mutant("M1", "OWN_REWARD_KEY swapped: each role trains on the other role's reward",
+           "coars_verl/algo/role_batch.py",
+           "OWN_REWARD_KEY = {ROLE_RECOMMENDER: REC_REWARD_KEY, ROLE_USER: USER_REWARD_KEY}",
+           "OWN_REWARD_KEY = {ROLE_RECOMMENDER: USER_REWARD_KEY, ROLE_USER: REC_REWARD_KEY}",
            ("tests/algo/test_role_batch_on_cpu.py",)),
     Mutant("M2", "teacher and student swapped in the delta: the self-distilled credit changes sign",
            "coars_verl/algo/role_batch.py",
@@ -81,8 +81,8 @@ MUTANTS = (
            ("tests/verl/test_trainer_write_back_on_cpu.py",)),
     Mutant("R1", "the reward manager ignores coars.reward.* (spec defaults always)",
            "coars_verl/reward_manager.py",
-           "self.reward_config = RewardConfig.from_mapping(",
-           "self.reward_config = RewardConfig() or RewardConfig.from_mapping(",
+           "self.reward_config = reward_config(config)",
+           "self.reward_config = reward_config({})",
            ("tests/verl/test_reward_manager_on_cpu.py",)),
     Mutant("S1", "the outcome reward placed on the first response token instead of the last",
            "coars_verl/algo/role_batch.py",

@@ -21,7 +21,7 @@ Turn k:
 from __future__ import annotations
 
 import numbers
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from enum import Enum
 from typing import Any, Iterable, Mapping
 
@@ -176,15 +176,18 @@ def _required_string(extra_info: Mapping[str, Any], key: str) -> str:
 class DialogueConfig:
     """Dialogue settings (recipe keys ``coars.dialogue.*``; templates come from ``coars.prompts.*``)."""
 
-    max_turns: int = 5
-    numbered_candidates: bool = True
-    """Show candidates as a numbered list; only then may the recommender answer with a number."""
-    templates: PromptTemplates = PromptTemplates()
-    max_reason_chars: int = DEFAULT_MAX_REASON_CHARS
-    """Longest reason forwarded to the partner agent (longer ones are cut with an ellipsis)."""
-    control_markers: tuple[str, ...] = ()
-    """The tokenizer's special tokens: neutralised in every text one agent forwards to the other
-    (set by the agent loop and the evaluation from their tokenizer; not a recipe key)."""
+    max_turns: int = field(default=5, metadata={"help": (
+        "Turns before the dialogue ends without an accepted item (a turn: one recommendation and, if valid, "
+        "the user agent's answer).")})
+    numbered_candidates: bool = field(default=True, metadata={"help": (
+        "Show candidates as a numbered list; only then may the recommender answer with a number.")})
+    templates: PromptTemplates = field(default=PromptTemplates(), metadata={"help": (
+        "The prompt templates (recipe keys coars.prompts.*, each overriding one template).")})
+    max_reason_chars: int = field(default=DEFAULT_MAX_REASON_CHARS, metadata={"help": (
+        "Longest reason forwarded to the partner agent (longer ones are cut with an ellipsis).")})
+    control_markers: tuple[str, ...] = field(default=(), metadata={"help": (
+        "The tokenizer's special tokens: neutralised in every text one agent forwards to the other "
+        "(set by the agent loop and the evaluation from their tokenizer; not a recipe key).")})
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "control_markers", tuple(str(m) for m in self.control_markers))

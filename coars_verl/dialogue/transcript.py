@@ -183,12 +183,15 @@ class Transcript:
 
     @property
     def hit(self) -> bool:
+        """Hit@1 (module docstring): the one definition, used by the summary and the reward."""
         final = self.final_turn
         return final is not None and final.is_target
 
     @property
     def k_hit(self) -> int:
-        return next((record.turn for record in self.turns if record.is_target), 0)
+        """The first turn with a valid recommendation of the target, 0 if none (module docstring): the
+        one definition, used by the summary and the reward."""
+        return next((record.turn for record in self.turns if record.valid and record.is_target), 0)
 
     @property
     def accepted_turn(self) -> TurnRecord | None:

@@ -7,7 +7,7 @@ Read by the estimator, the trainer and the driver check; the advantage math
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any, Mapping, Optional
 
 from coars_verl.distill.contexts import DEFAULT_MAX_CHARS, DEFAULT_SOURCES, teacher_source_names
@@ -41,48 +41,43 @@ def lambda_schedule(step: int, lam0: float = 0.5, decay_steps: int = 100) -> flo
 
 @dataclass(frozen=True)
 class SelfDistillConfig:
-    """Switches of the self-distilled credit assignment (spec section 4). Defaults: the spec's,
-    where it gives one; the others are this project's choices (marked *).
+    """Switches of the self-distilled credit assignment (spec section 4; recipe keys
+    ``algorithm.coars.self_distill.*``). Defaults: the spec's, where it gives one; the others are
+    this project's choices (their help starts with *)."""
 
-    Attributes:
-        mode: ``"rlsd"`` (default) | ``"additive"`` | ``"off"`` (outcome-only GRPO ablation).
-        lam0: rlsd mixing weight at step 0 (0.5).
-        lambda_decay_steps: * steps over which lambda decays linearly to 0 (100, a short LoRA run;
-            set it to the run's total steps to decay over the whole run; ``<= 0``: constant).
-        eps_w: rlsd clip half-width of the token weight (0.2).
-        eta: * additive weight of the clipped delta (0.1: with ``clip = 1`` the teacher moves a
-            token's advantage by at most 0.1, about the rlsd range ``lam0 * eps_w * |A|`` for
-            ``|A| ~ 1``).
-        clip: * additive clip bound c of delta (1.0 nat).
-        teacher: ``"policy"`` (the current policy) | ``"reference"`` (the frozen reference model).
-        sources: teacher-context sources, tried in this order (memory, sibling, hindsight).
-        memory_per_user: * records kept per user in the dialogue memory (4).
-        memory_max_users: * users kept in the memory; least recently added dropped first (50 000).
-        memory_k: * past dialogues shown by the memory source (2).
-        context_max_chars: * character budget of a teacher context (1000).
-        context_position: * where the context goes in the teacher's prompt: appended to the
-            system message (``"system"``) or before the first user message (``"user"``).
-    """
-
-    mode: str = MODE_RLSD
-    lam0: float = 0.5
-    lambda_decay_steps: int = 100
-    eps_w: float = 0.2
-    eta: float = 0.1
-    clip: float = 1.0
-    teacher: str = TEACHER_POLICY
-    sources: tuple[str, ...] = DEFAULT_SOURCES
-    memory_per_user: int = 4
-    memory_max_users: int = 50_000
-    memory_k: int = 2
-    context_max_chars: int = DEFAULT_MAX_CHARS
-    context_position: str = "system"
-    lambda_decay_fraction: Optional[float] = None
-    """rlsd: the decay length as a share of the run's training steps (replaces ``lambda_decay_steps``
-    once the trainer knows the run's length: :meth:`for_run`); None: ``lambda_decay_steps``."""
-    memory_key: Optional[str] = None
-    """Single-turn tasks only: the ``extra_info`` key whose value groups samples into one memory (e.g.
-    ``user_id``); unset, single-turn samples have no memory. Dialogues use their user id."""
+    mode: str = field(default=MODE_RLSD, metadata={"help": (
+        '"rlsd" | "additive" | "off" (outcome-only per-role GRPO, the ablation).')})
+    lam0: float = field(default=0.5, metadata={"help": "rlsd mixing weight lambda at step 0."})
+    lambda_decay_fraction: Optional[float] = field(default=0.5, metadata={"help": (
+        "* rlsd: lambda decays linearly to 0 over this share of the run's training steps (resolved by the "
+        "trainer once verl has counted the run: for_run): the teacher's token credit shapes the early updates, "
+        "when outcome advantages are noisiest, and the rest is per-role GRPO with no teacher pass. A share, not "
+        "a step count, so a long GPU run and a short CPU run get the same shape. null: lambda_decay_steps.")})
+    lambda_decay_steps: int = field(default=100, metadata={"help": (
+        "* with lambda_decay_fraction null only: steps over which lambda decays linearly to 0 (<= 0: constant).")})
+    eps_w: float = field(default=0.2, metadata={"help": "rlsd clip half-width of the token weight."})
+    eta: float = field(default=0.1, metadata={"help": (
+        "* additive weight of the clipped delta (with clip 1 the teacher moves a token's advantage by at most "
+        "0.1, about the rlsd range lam0 * eps_w * |A| for |A| ~ 1).")})
+    clip: float = field(default=1.0, metadata={"help": "* additive clip bound c of delta, in nats."})
+    teacher: str = field(default=TEACHER_POLICY, metadata={"help": (
+        '"policy" (the current weights) | "reference" (the frozen reference model; without LoRA it needs '
+        "actor_rollout_ref.actor.use_kl_loss=true).")})
+    sources: tuple[str, ...] = field(default=DEFAULT_SOURCES, metadata={"help": (
+        "Teacher-context sources, tried in this order; also target (leaks the answer, an ablation only) and "
+        "neighbor (other users with overlapping histories).")})
+    memory_per_user: int = field(default=4, metadata={"help": "* records kept per user in the dialogue memory."})
+    memory_max_users: int = field(default=50_000, metadata={"help": (
+        "* users kept in the memory; the least recently added are dropped first.")})
+    memory_k: int = field(default=2, metadata={"help": (
+        "* past dialogues shown by the memory source (other users, for the neighbor source).")})
+    context_max_chars: int = field(default=DEFAULT_MAX_CHARS, metadata={"help": "* character budget of a teacher context."})
+    context_position: str = field(default="system", metadata={"help": (
+        '* where the context goes in the teacher\'s prompt: appended to the system message ("system") or '
+        'before the first user message ("user").')})
+    memory_key: Optional[str] = field(default=None, metadata={"help": (
+        "Single-turn tasks only: the extra_info key whose value groups samples into one memory (e.g. user_id); "
+        "null: single-turn samples have no memory. Dialogues use their user id.")})
 
     def __post_init__(self) -> None:
         sources = (self.sources,) if isinstance(self.sources, str) else tuple(self.sources)

@@ -27,7 +27,8 @@ import sys
 from pathlib import Path
 from typing import Optional
 
-from coars_verl.dialogue.parsers import DEFAULT_MAX_REASON_CHARS
+from coars_verl.agent_loop_config import AgentLoopConfig
+from coars_verl.dialogue.state import DialogueConfig
 from coars_verl.dialogue.prompts import load_prompt_overrides
 from coars_verl.distill.contexts import DEFAULT_MEMORY_K, user_only_source_names
 from coars_verl.eval.backends import BACKENDS, BackendUnavailable
@@ -35,6 +36,7 @@ from coars_verl.eval.evaluate import TASKS, EvalOptions, evaluate
 from coars_verl.eval.memory_baseline import MemorySetting
 from coars_verl.eval.report import markdown_single
 from coars_verl.eval.store import OptionsMismatch
+
 
 
 def _prompt_overrides(path: Optional[str]) -> dict[str, str]:
@@ -63,11 +65,11 @@ def build_parser() -> argparse.ArgumentParser:
     sel.add_argument("--one-per-user", action="store_true", help="each user's last window only (LLaRA style)")
     sel.add_argument("--max-users", type=int, default=None, help="first N user-simulation users")
     dia = p.add_argument_group("dialogue (as in training: coars.dialogue.*, coars.prompts.*)")
-    dia.add_argument("--max-turns", type=int, default=5)
-    dia.add_argument("--numbered-candidates", action=argparse.BooleanOptionalAction, default=True)
-    dia.add_argument("--max-reason-chars", type=int, default=DEFAULT_MAX_REASON_CHARS)
+    dia.add_argument("--max-turns", type=int, default=DialogueConfig.max_turns)
+    dia.add_argument("--numbered-candidates", action=argparse.BooleanOptionalAction, default=DialogueConfig.numbered_candidates)
+    dia.add_argument("--max-reason-chars", type=int, default=DialogueConfig.max_reason_chars)
     dia.add_argument("--prompts", default=None, help="JSON or YAML file of prompt template overrides (coars.prompts.*)")
-    dia.add_argument("--max-tokens", type=int, default=96, help="tokens per answer (coars.agent_loop.max_tokens_per_turn)")
+    dia.add_argument("--max-tokens", type=int, default=AgentLoopConfig.max_tokens_per_turn, help="tokens per answer (coars.agent_loop.max_tokens_per_turn)")
     dia.add_argument("--response-budget", type=int, default=None, help="tokens a role may accumulate (rollout.response_length); default unlimited")
     dia.add_argument("--chat-template-kwargs", default=None, help="JSON object passed to apply_chat_template (data.apply_chat_template_kwargs)")
     mem = p.add_argument_group("Reflexion-style baseline (AFL-style memory in the prompt, no training)")

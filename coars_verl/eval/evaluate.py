@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
-from coars_verl.dialogue.parsers import DEFAULT_MAX_REASON_CHARS
+from coars_verl.agent_loop_config import AgentLoopConfig
 from coars_verl.dialogue.prompts import PromptTemplates
 from coars_verl.dialogue.state import DialogueConfig
 from coars_verl.distill.contexts import NEEDS_ITEM_HISTORY, teacher_source
@@ -43,11 +43,11 @@ class EvalOptions:
     max_samples: Optional[int] = None
     one_per_user: bool = False
     max_users: Optional[int] = None
-    max_turns: int = 5
-    numbered_candidates: bool = True
-    max_reason_chars: int = DEFAULT_MAX_REASON_CHARS
+    max_turns: int = DialogueConfig.max_turns  # the training defaults: evaluation plays the dialogue training played
+    numbered_candidates: bool = DialogueConfig.numbered_candidates
+    max_reason_chars: int = DialogueConfig.max_reason_chars
     prompts: dict[str, str] = field(default_factory=dict)
-    max_tokens: int = 96
+    max_tokens: int = AgentLoopConfig.max_tokens_per_turn
     response_budget: Optional[int] = None
     backend: str = "auto"
     dtype: Optional[str] = None

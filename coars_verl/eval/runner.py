@@ -30,6 +30,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any, Callable, Optional, Sequence
 
+from coars_verl.agent_loop_config import AgentLoopConfig
 from coars_verl.constants import ROLE_RECOMMENDER, ROLES
 from coars_verl.dialogue.matching import storable_text
 from coars_verl.dialogue.parsers import parse_decision
@@ -66,7 +67,7 @@ class ChatCodec:
 
 @dataclass(frozen=True)
 class GenerationLimits:
-    max_tokens: int = 96
+    max_tokens: int = AgentLoopConfig.max_tokens_per_turn
     """Tokens per answer."""
     response_budget: Optional[int] = None
     """Tokens a role may accumulate after its first prompt (None: unlimited)."""

@@ -13,7 +13,7 @@ With ``user_balance: batch`` the trainer then replaces r_user's accuracy mean by
 form over the batch (:mod:`coars_verl.rewards.user_balance`), from the per-class counts this module
 reports.
 
-Definitions (the same as ``coars_verl.dialogue.transcript``):
+Definitions (computed once, by ``coars_verl.dialogue.transcript.Transcript``):
 
 * ``k_hit``: the first turn whose *valid* recommendation is the target; 0 when never.
 * ``hit``: Hit@1 of the dialogue, i.e. the final item (the last valid recommendation, whatever the
@@ -40,13 +40,15 @@ from __future__ import annotations
 
 import math
 import numbers
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from typing import Any, Mapping
 
+from coars_verl.constants import REC_REWARD_KEY, USER_REWARD_KEY
 from coars_verl.dialogue.transcript import DECISION_NONE, DECISION_YES, Transcript
 from coars_verl.rewards.user_balance import USER_BALANCE_MODES
-from coars_verl.utils.config_reader import read_section
+from coars_verl.utils.config_reader import config_section, read_section
 
+REWARD_SECTION = "coars.reward"
 UNPARSABLE_USER_ANSWER_POLICIES = ("wrong", "reject", "skip")
 REWARD_MODES = ("interaction", "outcome")
 
@@ -55,22 +57,23 @@ REWARD_MODES = ("interaction", "outcome")
 class RewardConfig:
     """Interaction-reward weights (recipe keys ``coars.reward.*``); spec defaults."""
 
-    gamma: float = 0.9
-    """Discount per turn before the target is recommended (1.0: no preference for an early hit)."""
-    beta: float = 0.5
-    """Weight of the shared outcome (Hit@1) in both roles' rewards."""
-    format_penalty: float = 0.1
-    """Subtracted per invalid recommender turn (recommender) and per unparsable user answer (user)."""
-    false_accept_weight: float = 0.0
-    false_reject_weight: float = 0.0
-    unparsable_user_answer: str = "wrong"
-    """How an unparsable user answer enters the accuracy mean: "wrong", "reject" or "skip" (module docstring)."""
-    mode: str = "interaction"
-    """"interaction": the coupled rewards above; "outcome": both roles get only Hit@1 (R = hit), the
-    outcome-only ablation."""
-    user_balance: str = "none"
-    """"none": r_user as above; "batch": its accuracy term class-balanced over the training batch
-    (targets against other items, :mod:`coars_verl.rewards.user_balance`), applied by the trainer."""
+    gamma: float = field(default=0.9, metadata={"help": (
+        "Discount per turn before the target is recommended (1.0: no preference for an early hit).")})
+    beta: float = field(default=0.5, metadata={"help": "Weight of the shared outcome (Hit@1) in both roles' rewards."})
+    format_penalty: float = field(default=0.1, metadata={"help": (
+        "Subtracted per invalid recommender turn (recommender) and per unparsable user answer (user).")})
+    false_accept_weight: float = field(default=0.0, metadata={"help": (
+        "Subtracted from the user's reward per yes to an item that is not the target.")})
+    false_reject_weight: float = field(default=0.0, metadata={"help": (
+        "Subtracted from the user's reward per explicit no to the target.")})
+    unparsable_user_answer: str = field(default="wrong", metadata={"help": (
+        'How an unparsable user answer enters the accuracy mean: "wrong", "reject" or "skip" (module docstring).')})
+    mode: str = field(default="interaction", metadata={"help": (
+        '"interaction": the coupled rewards above; "outcome": both roles get only Hit@1 (R = hit), the '
+        "outcome-only ablation.")})
+    user_balance: str = field(default="none", metadata={"help": (
+        '"none": r_user as above; "batch": its accuracy term class-balanced over the training batch '
+        "(targets against other items, coars_verl.rewards.user_balance), applied by the trainer.")})
 
     def __post_init__(self) -> None:
         for spec_field in fields(self):
@@ -100,7 +103,14 @@ class RewardConfig:
     def from_mapping(cls, mapping: Mapping[str, Any] | None = None) -> "RewardConfig":
         """Build from ``coars.reward`` (:func:`coars_verl.utils.config_reader.read_section`: a typo
         must not silently use a default, a quoted number is an error)."""
-        return read_section(cls, mapping, "coars.reward")
+        return read_section(cls, mapping, REWARD_SECTION)
+
+
+def reward_config(config: Any) -> RewardConfig:
+    """The reward settings of a whole run config (``coars.reward`` of verl's DictConfig or of a plain
+    mapping; defaults where it is absent): the one reader, used by the reward manager, the trainer
+    mode and the driver check, so all three score with the same weights."""
+    return RewardConfig.from_mapping(config_section(config, REWARD_SECTION))
 
 
 @dataclass(frozen=True)
@@ -135,8 +145,8 @@ class RoleRewards:
     def as_extra_info(self) -> dict[str, float]:
         """Scalars for verl's ``reward_extra_info`` (every value a float)."""
         values = {
-            "rec/reward": self.rec,
-            "user/reward": self.user,
+            REC_REWARD_KEY: self.rec,
+            USER_REWARD_KEY: self.user,
             "hit": self.hit,
             "k_hit": self.k_hit,
             "turns": self.turns,
@@ -168,11 +178,10 @@ class _Turn:
 
 def compute_role_rewards(dialogue: "Transcript | Mapping[str, Any]", config: RewardConfig = RewardConfig()) -> RoleRewards:
     """Score both roles of a dialogue (its transcript or ``Transcript.summary()`` dict). ValueError on a malformed summary."""
-    turns = _turns(dialogue)
+    transcript = Transcript.read(dialogue)
+    turns = _turns(transcript)
     rec_format_errors = sum(not turn.valid for turn in turns)
-    k_hit = next((k for k, turn in enumerate(turns, start=1) if turn.valid and turn.is_target), 0)
-    final = next((turn for turn in reversed(turns) if turn.valid), None)
-    hit = final is not None and final.is_target
+    k_hit, hit = transcript.k_hit, transcript.hit
     coupling = config.beta * float(hit)
 
     recommended_bonus = config.gamma ** (k_hit - 1) if k_hit > 0 else 0.0
@@ -250,7 +259,6 @@ def _user_score(turns: list[_Turn], config: RewardConfig) -> _UserScore:
                       judged[True], judged[False], correct[True], correct[False])
 
 
-def _turns(dialogue: "Transcript | Mapping[str, Any]") -> list[_Turn]:
-    """The per-turn facts the reward needs (the transcript's reader checks the summary)."""
-    transcript = Transcript.read(dialogue)
+def _turns(transcript: Transcript) -> list[_Turn]:
+    """The per-turn facts the user's score needs."""
     return [_Turn(r.valid, r.valid and r.is_target, r.user_decision, bool(r.user_error)) for r in transcript.turns]

@@ -31,7 +31,10 @@ from __future__ import annotations
 
 from typing import Mapping, Sequence
 
+from coars_verl.constants import USER_REWARD_KEY
+
 USER_BALANCE_MODES = ("none", "batch")
+UNBALANCED_USER_REWARD_KEY = f"{USER_REWARD_KEY}_unbalanced"
 _COUNT_KEYS = ("user/target_judgments", "user/other_judgments", "user/correct_target", "user/correct_other")
 
 
@@ -80,7 +83,7 @@ def balance_user_rewards(
             answered = float(info["user/answered_turns"])
             w_target, w_other = weights
             term = (w_target * info["user/correct_target"] + w_other * info["user/correct_other"]) / answered if answered else 0.0
-            info["user/reward_unbalanced"] = info["user/reward"]
-            info["user/reward"] = info["user/reward"] - info["user/accuracy"] + term
+            info[UNBALANCED_USER_REWARD_KEY] = info[USER_REWARD_KEY]
+            info[USER_REWARD_KEY] = info[USER_REWARD_KEY] - info["user/accuracy"] + term
         balanced.append(info)
     return balanced, weights

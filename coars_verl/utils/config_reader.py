@@ -47,6 +47,23 @@ def read_section(cls: type[T], mapping: Mapping[str, Any] | None, section: str, 
     return cls(**kwargs, **fixed)
 
 
+def config_section(config: Any, path: str) -> Any:
+    """The node at the dotted ``path`` of a whole run config (an OmegaConf node or nested mappings);
+    None where some key on the way is absent."""
+    try:
+        from omegaconf import DictConfig, OmegaConf
+    except ImportError:  # pragma: no cover - omegaconf comes with hydra-core
+        DictConfig = ()
+    if DictConfig and isinstance(config, DictConfig):
+        return OmegaConf.select(config, path, default=None)
+    node = config
+    for key in path.split("."):
+        if not isinstance(node, Mapping) or key not in node:
+            return None
+        node = node[key]
+    return node
+
+
 def coerce(value: Any, kind: Any, name: str) -> Any:
     """``value`` as the annotation ``kind`` asks (rules in the module docstring); ValueError naming ``name``."""
     origin, args = typing.get_origin(kind), typing.get_args(kind)

@@ -155,7 +155,9 @@ def test_config_defaults_follow_the_spec():
     cfg = SelfDistillConfig()
     assert (cfg.mode, cfg.lam0, cfg.eps_w, cfg.teacher) == ("rlsd", 0.5, 0.2, "policy")
     assert cfg.sources == ("memory", "sibling", "hindsight")
-    assert cfg.lam_at(0) == 0.5 and cfg.lam_at(cfg.lambda_decay_steps) == 0.0
+    assert cfg.lambda_decay_fraction == 0.5  # lambda reaches 0 halfway through the run
+    run = cfg.for_run(10)
+    assert run.lam_at(0) == 0.5 and run.lam_at(5) == 0.0
     with pytest.raises(Exception):
         cfg.mode = "off"  # frozen
 
@@ -179,10 +181,10 @@ def test_config_from_mapping():
 
 def test_apply_self_distill_uses_schedule():
     adv, delta, mask = torch.full((1, 2), 1.0), torch.tensor([[1.0, -1.0]]), torch.ones(1, 2)
-    cfg = SelfDistillConfig(lam0=0.5, lambda_decay_steps=10)
+    cfg = SelfDistillConfig(lam0=0.5, lambda_decay_steps=10, lambda_decay_fraction=None)
     torch.testing.assert_close(apply_self_distill(cfg, adv, delta, mask, step=5), torch.tensor([[1.05, 0.95]]))
     assert torch.equal(apply_self_distill(cfg, adv, delta, mask, step=10), adv)
-    assert torch.equal(apply_self_distill(SelfDistillConfig(mode="off"), adv, delta, mask, step=0), adv)
+    assert torch.equal(apply_self_distill(SelfDistillConfig(mode="off", lambda_decay_fraction=None), adv, delta, mask, step=0), adv)
 
 
 # ----------------------------------------------------------------------------- metrics

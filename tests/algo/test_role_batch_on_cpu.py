@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from coars_verl.algo.role_batch import batch_reward_infos, role_scores, scores_on_last_token, self_distill_delta
+from coars_verl.constants import REC_REWARD_KEY, USER_REWARD_KEY
 from coars_verl.constants import ROLE_RECOMMENDER as REC, ROLE_USER as USER
 from coars_verl.dialogue.state import Dialogue, DialogueConfig, DialogueSample
 from coars_verl.rewards.interaction import RewardConfig, compute_role_rewards
@@ -36,14 +37,14 @@ def test_each_sample_is_scored_with_its_own_roles_reward():
     roles = [USER, REC, REC, USER]
     infos = [hit_late, hit_late, false_accept, false_accept]
     assert role_scores(roles, infos).tolist() == pytest.approx([1.5, 1.4, 0.0, 0.0])
-    assert role_scores([REC, USER], [{"rec/reward": 0.25, "user/reward": -0.75}] * 2).tolist() == [0.25, -0.75]
+    assert role_scores([REC, USER], [{REC_REWARD_KEY: 0.25, USER_REWARD_KEY: -0.75}] * 2).tolist() == [0.25, -0.75]
 
 
 def test_a_missing_role_reward_is_an_error_that_names_the_keys():
     with pytest.raises(KeyError, match="user"):
-        role_scores([USER], [{"rec/reward": 1.0}])
+        role_scores([USER], [{REC_REWARD_KEY: 1.0}])
     with pytest.raises(ValueError, match="2 roles for 1"):
-        role_scores([REC, USER], [{"rec/reward": 1.0, "user/reward": 0.0}])
+        role_scores([REC, USER], [{REC_REWARD_KEY: 1.0, USER_REWARD_KEY: 0.0}])
 
 
 def test_the_score_sits_on_each_samples_last_response_token():

@@ -38,14 +38,14 @@ def _batch(group_scores):
 
 def test_tied_groups_need_no_teacher_under_rlsd():
     adv, mask = _batch([[1.0, 1.0, 1.0], [0.0, 0.0], [0.2, 1.0, 0.2]])
-    needed, skipped = teacher_needed(SelfDistillConfig(mode="rlsd"), adv, mask, step=0)
+    needed, skipped = teacher_needed(SelfDistillConfig(mode="rlsd").for_run(100), adv, mask, step=0)
     assert needed.tolist() == [False, False, False, False, False, True, True, True]
     assert skipped == {SKIP_ZERO_ADVANTAGE: 5}
 
 
 def test_no_teacher_weight_means_no_teacher_pass():
     adv, mask = _batch([[0.2, 1.0]])
-    lam_gone = SelfDistillConfig(mode="rlsd", lam0=0.5, lambda_decay_steps=10)
+    lam_gone = SelfDistillConfig(mode="rlsd", lam0=0.5, lambda_decay_steps=10, lambda_decay_fraction=None)
     needed, skipped = teacher_needed(lam_gone, adv, mask, step=10)
     assert not needed.any() and skipped == {SKIP_NO_TEACHER_WEIGHT: 2}
     assert teacher_needed(lam_gone, adv, mask, step=9)[0].all()  # lambda is still 0.05
@@ -65,7 +65,7 @@ def test_no_teacher_weight_means_no_teacher_pass():
 def test_advantages_are_identical_with_and_without_the_skip(groups, mode, step, seed):
     adv, mask = _batch(groups)
     delta = torch.randn(adv.shape, generator=torch.Generator().manual_seed(seed)) * mask
-    cfg = SelfDistillConfig(mode=mode, lambda_decay_steps=100)
+    cfg = SelfDistillConfig(mode=mode, lambda_decay_steps=100, lambda_decay_fraction=None)
     full = apply_self_distill(cfg, adv, delta, mask, step)
     needed, _ = teacher_needed(cfg, adv, mask, step)
     skipped = apply_self_distill(cfg, adv, delta * needed.unsqueeze(-1), mask, step)
@@ -76,7 +76,8 @@ def test_lambda_decay_as_a_share_of_the_run():
     cfg = SelfDistillConfig(lam0=0.5, lambda_decay_steps=100, lambda_decay_fraction=0.5)
     run = cfg.for_run(3000)
     assert run.lambda_decay_steps == 1500 and run.lam_at(750) == pytest.approx(0.25) and run.lam_at(1500) == 0.0
-    assert SelfDistillConfig(lambda_decay_steps=100).for_run(3000).lambda_decay_steps == 100  # no fraction: steps
+    assert SelfDistillConfig(lambda_decay_steps=100, lambda_decay_fraction=None).for_run(3000).lambda_decay_steps == 100  # no fraction: steps
+    assert SelfDistillConfig().for_run(30).lambda_decay_steps == 15  # the default: half the run
     assert SelfDistillConfig(lambda_decay_fraction=0.5).for_run(1).lambda_decay_steps == 1
     with pytest.raises(ValueError, match="lambda_decay_fraction"):
         SelfDistillConfig(lambda_decay_fraction=1.5)

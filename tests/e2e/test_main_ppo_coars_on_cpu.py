@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from helpers import run_main_ppo
+from coars_verl.constants import REC_REWARD_KEY, USER_REWARD_KEY
 
 
 def _overrides(model, data, checkpoints):
@@ -103,11 +104,11 @@ def test_each_sample_was_trained_on_its_own_roles_reward_and_advantage(runs):
     assert len(real) == 2 * 16 and {row["role"] for row in real} == {"recommender", "user"}
     groups = defaultdict(list)
     for row in real:
-        own = "rec/reward" if row["role"] == "recommender" else "user/reward"
+        own = REC_REWARD_KEY if row["role"] == "recommender" else USER_REWARD_KEY
         assert row["score"] == pytest.approx(row[own], abs=1e-6), row
         assert ("You are a recommender agent" in row["input"]) == (row["role"] == "recommender"), row["input"][:200]
         groups[(row["step"], row["uid"], row["role"])].append(row)
-    assert any(row["rec/reward"] != row["user/reward"] for row in real)  # the roles' rewards differ somewhere
+    assert any(row[REC_REWARD_KEY] != row[USER_REWARD_KEY] for row in real)  # the roles' rewards differ somewhere
     signs_checked = 0
     for members in groups.values():
         scores = np.array([m["score"] for m in members])

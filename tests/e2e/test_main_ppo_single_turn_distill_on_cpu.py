@@ -10,6 +10,7 @@ import pytest
 
 from helpers import SINGLE_TURN_TWO_OVERRIDES as TWO_OVERRIDES
 from helpers import run_on_title_prompts
+from coars_verl.constants import REC_REWARD_KEY
 
 # memory keyed by the data's extra_info.split: every sample shares the key "train", so step 2 remembers step 1
 SELF_DISTILL = ["+algorithm.coars.self_distill.mode=rlsd", "+algorithm.coars.self_distill.sources=[sibling,memory]",
@@ -53,6 +54,6 @@ def test_each_sample_keeps_verls_reward_and_one_role(single_turn_run):
     _, work = single_turn_run
     rows = [json.loads(line) for path in sorted((work / "rollouts").glob("*.jsonl")) for line in path.read_text().splitlines()]
     assert rows and {row["role"] for row in rows} == {"single"}
-    assert all("rec/reward" not in row for row in rows)
+    assert all(REC_REWARD_KEY not in row for row in rows)
     for row in rows:  # the score trained on is the reward function's (a partial-credit value in [0, 1])
         assert 0.0 <= row["score"] <= 1.0

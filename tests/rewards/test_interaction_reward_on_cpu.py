@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from coars_verl.constants import ROLE_RECOMMENDER, ROLE_USER
+from coars_verl.constants import REC_REWARD_KEY, ROLE_RECOMMENDER, ROLE_USER, USER_REWARD_KEY
 from coars_verl.dialogue.state import Dialogue, DialogueConfig, DialogueSample
 from coars_verl.dialogue.transcript import Transcript, TurnRecord
 from coars_verl.rewards.interaction import RewardConfig, RoleRewards, compute_role_rewards
@@ -173,6 +173,16 @@ def test_reward_recomputes_derived_fields_from_turn_lists():
     assert rewards(tampered) == rewards(summary)
 
 
+def test_hit_and_k_hit_are_the_transcripts_and_count_only_a_valid_target():
+    # a hand-edited summary: the invalid first turn claims the target; only a valid recommendation counts
+    summary = play([GARBAGE_REC, R("Heat"), U("yes")])
+    summary = dict(summary, is_target=[True, True])
+    transcript = Transcript.from_summary(summary)
+    r = rewards(summary)
+    assert (r.k_hit, r.hit) == (transcript.k_hit, transcript.hit) == (2, True)
+    assert r.rec == pytest.approx(0.9 - 0.1 + 0.5)
+
+
 def test_summary_after_json_and_tuple_round_trip():
     summary = play([GARBAGE_REC, R("Heat"), GARBAGE_USER, R("Up"), U("yes")])
     via_json = json.loads(json.dumps(summary))
@@ -183,8 +193,8 @@ def test_summary_after_json_and_tuple_round_trip():
 def test_as_extra_info():
     info = rewards(play([R("Up"), U("no"), R("Heat"), U("yes")])).as_extra_info()
     assert all(isinstance(v, float) for v in info.values())
-    assert info["rec/reward"] == pytest.approx(0.9 + 0.5)
-    assert info["user/reward"] == pytest.approx(1.5)
+    assert info[REC_REWARD_KEY] == pytest.approx(0.9 + 0.5)
+    assert info[USER_REWARD_KEY] == pytest.approx(1.5)
     assert info["hit"] == 1.0 and info["k_hit"] == 2.0 and info["turns"] == 2.0
     assert info["rec/valid_ratio"] == 1.0 and info["user/accuracy"] == 1.0
     assert {"user/false_accepts", "user/false_rejects", "user/format_errors", "rec/format_errors",

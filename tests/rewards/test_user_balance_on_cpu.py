@@ -9,9 +9,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from coars_verl.constants import ROLE_RECOMMENDER, ROLE_USER
+from coars_verl.constants import REC_REWARD_KEY, ROLE_RECOMMENDER, ROLE_USER, USER_REWARD_KEY
 from coars_verl.rewards.interaction import RewardConfig, compute_role_rewards
-from coars_verl.rewards.user_balance import balance_user_rewards, class_weights
+from coars_verl.rewards.user_balance import UNBALANCED_USER_REWARD_KEY, balance_user_rewards, class_weights
 
 from test_interaction_reward_on_cpu import GARBAGE_USER, R, U, play
 
@@ -51,14 +51,14 @@ def test_batch_weights_and_rewards_by_hand():
     # judgments: targets 2 (one per dialogue), others 3 -> J = 5
     assert weights == pytest.approx((5 / 4, 5 / 6))
     # always_no: accuracy 2/3 -> (5/6 * 2) / 3 = 5/9; no hit, no penalty
-    assert out[0]["user/reward"] == pytest.approx(5 / 9)
-    assert out[0]["user/reward_unbalanced"] == pytest.approx(2 / 3)
+    assert out[0][USER_REWARD_KEY] == pytest.approx(5 / 9)
+    assert out[0][UNBALANCED_USER_REWARD_KEY] == pytest.approx(2 / 3)
     # right: accuracy 1 -> (5/4 + 5/6) / 2 = 25/24, plus beta * hit
-    assert out[2]["user/reward"] == pytest.approx(25 / 24 + 0.5)
+    assert out[2][USER_REWARD_KEY] == pytest.approx(25 / 24 + 0.5)
     # both rows of a dialogue carry the balanced info; the recommender's reward is untouched
-    assert out[1]["user/reward"] == out[0]["user/reward"]
-    assert [o["rec/reward"] for o in out] == [i["rec/reward"] for i in infos]
-    assert infos[0]["user/reward"] == pytest.approx(2 / 3)  # the inputs are not modified
+    assert out[1][USER_REWARD_KEY] == out[0][USER_REWARD_KEY]
+    assert [o[REC_REWARD_KEY] for o in out] == [i[REC_REWARD_KEY] for i in infos]
+    assert infos[0][USER_REWARD_KEY] == pytest.approx(2 / 3)  # the inputs are not modified
 
 
 def test_padding_rows_and_recommender_rows_are_not_counted():
@@ -77,15 +77,15 @@ def test_equal_class_counts_leave_rewards_unchanged():
     roles, infos = batch([R("Up"), U("yes")], [R("Jaws"), U("no"), R("Heat"), U("no")], [R("Heat"), U("yes")])
     out, weights = balance_user_rewards(roles, infos, [True] * 6, ROLE_USER)  # targets 2, others 2
     assert weights == pytest.approx((1.0, 1.0))
-    assert [o["user/reward"] for o in out] == pytest.approx([i["user/reward"] for i in infos])
+    assert [o[USER_REWARD_KEY] for o in out] == pytest.approx([i[USER_REWARD_KEY] for i in infos])
 
 
 def test_a_batch_with_one_class_is_left_unchanged():
     roles, infos = batch([R("Up"), U("no")], [R("Jaws"), U("yes")])
     out, weights = balance_user_rewards(roles, infos, [True] * 4, ROLE_USER)
     assert weights is None
-    assert [o["user/reward"] for o in out] == [i["user/reward"] for i in infos]
-    assert "user/reward_unbalanced" not in out[0]
+    assert [o[USER_REWARD_KEY] for o in out] == [i[USER_REWARD_KEY] for i in infos]
+    assert UNBALANCED_USER_REWARD_KEY not in out[0]
 
 
 def test_missing_counts_are_named():
@@ -117,9 +117,9 @@ def test_always_yes_and_always_no_earn_the_same_over_the_batch(dialogues):
             answered = targets + others
             accuracy = (counts["user/correct_target"] + counts["user/correct_other"]) / answered if answered else 0.0
             roles.append(ROLE_USER)
-            infos.append({**counts, "user/answered_turns": answered, "user/accuracy": accuracy, "user/reward": accuracy})
+            infos.append({**counts, "user/answered_turns": answered, "user/accuracy": accuracy, USER_REWARD_KEY: accuracy})
         out, _ = balance_user_rewards(roles, infos, [True] * len(roles), ROLE_USER)
-        return sum(o["user/reward"] * i["user/answered_turns"] for o, i in zip(out, infos))
+        return sum(o[USER_REWARD_KEY] * i["user/answered_turns"] for o, i in zip(out, infos))
 
     judgments = sum(t + o for t, o in dialogues)
     assert totals("yes") == pytest.approx(judgments / 2)

@@ -1,12 +1,15 @@
 """The coars_dialogue agent loop against a scripted rollout server: token streams, masks, budgets."""
 
 import asyncio
+import json
 
+import numpy as np
 import pytest
 from omegaconf import OmegaConf
 from transformers import AutoTokenizer
 from verl.experimental.agent_loop.agent_loop import DictConfigWrap
 from verl.utils.dataset.rl_dataset import RLHFDataset
+from verl.utils.rollout_trace import RolloutTraceConfig, rollout_trace_attr
 from verl.workers.rollout.replica import TokenOutput
 
 from coars_verl.agent_loop import EXTRA_ROLE, EXTRA_SUMMARY, CoarsDialogueAgentLoop
@@ -43,17 +46,18 @@ class ScriptedServer:
         return TokenOutput(token_ids=ids, log_probs=[-0.25] * len(ids), extra_fields={"min_global_steps": 3, "max_global_steps": 3})
 
 
-def _config(response_length=512, max_turns=5, max_tokens_per_turn=64):
+def _config(response_length=512, max_turns=5, max_tokens_per_turn=64, full_determinism=False):
     return OmegaConf.create(
         {
-            "actor_rollout_ref": {"rollout": {"prompt_length": 1024, "response_length": response_length, "calculate_log_probs": True}},
+            "actor_rollout_ref": {"rollout": {"prompt_length": 1024, "response_length": response_length, "calculate_log_probs": True,
+                                              "full_determinism": full_determinism}},
             "data": {"apply_chat_template_kwargs": {}},
             "coars": {"dialogue": {"max_turns": max_turns}, "agent_loop": {"max_tokens_per_turn": max_tokens_per_turn}},
         }
     )
 
 
-def _run(tokenizer, script, **config_kw):
+def _run(tokenizer, script, run_kwargs=None, **config_kw):
     server = ScriptedServer(tokenizer, script)
 
     async def main():
@@ -62,7 +66,7 @@ def _run(tokenizer, script, **config_kw):
             trainer_config=DictConfigWrap(cfg), server_manager=server, tokenizer=tokenizer, processor=None,
             dataset_cls=RLHFDataset, data_config=DictConfigWrap(cfg.data), hf_model_type="qwen2",
         )
-        return await loop.run({"temperature": 1.0, "logprobs": True}, extra_info=EXTRA_INFO, raw_prompt=[])
+        return await loop.run({"temperature": 1.0, "logprobs": True}, extra_info=EXTRA_INFO, raw_prompt=[], **(run_kwargs or {}))
 
     return asyncio.run(main()), server
 
@@ -96,6 +100,64 @@ def test_one_output_per_role_user_first_recommender_last(tokenizer):
     assert not server.script, "every scripted answer was used"
     assert [c["role"] for c in server.calls] == [role for role, _ in THREE_TURNS]  # the agents alternate
     assert len({c["request_id"] for c in server.calls if c["role"] == ROLE_RECOMMENDER}) == 1  # sticky per role
+
+
+def _request_ids(server):
+    return [(c["role"], c["request_id"]) for c in server.calls]
+
+
+def test_request_ids_are_deterministic_per_dialogue_and_role_under_full_determinism(tokenizer):
+    first = _request_ids(_run(tokenizer, THREE_TURNS, {"priority": np.int64(7)}, full_determinism=True)[1])
+    again = _request_ids(_run(tokenizer, THREE_TURNS, {"priority": np.int64(7)}, full_determinism=True)[1])
+    other = _request_ids(_run(tokenizer, THREE_TURNS, {"priority": 8}, full_determinism=True)[1])
+    assert first == again  # the same dialogue: the same ids
+    by_role = {role: {rid for r, rid in first if r == role} for role in (ROLE_RECOMMENDER, ROLE_USER)}
+    assert all(len(ids) == 1 for ids in by_role.values())  # sticky per role: its turns share one server's cache
+    assert by_role[ROLE_RECOMMENDER] != by_role[ROLE_USER]  # the roles are told apart
+    assert all(rid.startswith("det-7-") for _, rid in first)  # from the sample's priority, as verl's loops
+    assert {rid for _, rid in other}.isdisjoint({rid for _, rid in first})  # another sample: other ids
+
+
+def test_request_ids_are_random_without_full_determinism(tokenizer):
+    # two dialogues without a priority must not share ids (verl's router would pin them to one server)
+    first = _request_ids(_run(tokenizer, THREE_TURNS)[1])
+    again = _request_ids(_run(tokenizer, THREE_TURNS)[1])
+    assert {rid for _, rid in first}.isdisjoint({rid for _, rid in again})
+
+
+class FakeTrackio:
+    """Stands in for a tracing backend's client (none is installed): keeps every trace verl logs."""
+
+    def __init__(self):
+        self.traces = []
+
+    @staticmethod
+    def Trace(messages, metadata):  # noqa: N802 - trackio's name
+        return {"messages": messages, "metadata": metadata}
+
+    def log(self, data, step=None):
+        for key, trace in data.items():
+            self.traces.append((key, step, trace["metadata"]))
+
+
+@pytest.fixture
+def tracing():
+    RolloutTraceConfig.reset()
+    trace_config = RolloutTraceConfig.get_instance()
+    trace_config.backend, trace_config.client, trace_config._initialized = "trackio", FakeTrackio(), True
+    yield trace_config.client
+    RolloutTraceConfig.reset()
+
+
+def test_verls_rollout_trace_sees_the_dialogue_and_both_roles_turns(tokenizer, tracing):
+    with rollout_trace_attr(step=4, sample_index=2, rollout_n=1):
+        _run(tokenizer, THREE_TURNS)
+    ops = [(key.split("/")[-1], step, meta) for key, step, meta in tracing.traces]
+    assert {step for _, step, _ in ops} == {4} and {meta["sample_index"] for _, _, meta in ops} == {2}  # one dialogue
+    turns = [(meta["inputs"]["role"], meta["inputs"]["turn"]) for op, _, meta in ops if op == "CoarsDialogueAgentLoop.generate_turn"]
+    assert turns == [(ROLE_RECOMMENDER, 1), (ROLE_USER, 1), (ROLE_RECOMMENDER, 2), (ROLE_USER, 2), (ROLE_RECOMMENDER, 3), (ROLE_USER, 3)]
+    assert [op for op, _, _ in ops][-1] == "CoarsDialogueAgentLoop.run"  # the dialogue itself, logged when it ends
+    assert "Decision: yes" in json.dumps(ops[-1][2]["output"])  # with both roles' outputs
 
 
 def test_trainable_tokens_are_exactly_the_roles_own_answers(tokenizer):

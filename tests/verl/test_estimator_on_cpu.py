@@ -24,7 +24,8 @@ def _inputs(width=5):
 
 
 def _config(**self_distill):
-    return OmegaConf.create({"norm_adv_by_std_in_grpo": True, "coars": {"self_distill": self_distill}})
+    # a schedule in steps: called alone, the estimator does not know the run's length
+    return OmegaConf.create({"norm_adv_by_std_in_grpo": True, "coars": {"self_distill": {"lambda_decay_fraction": None, **self_distill}}})
 
 
 def test_registered_under_its_name_and_needs_the_roles():

@@ -8,7 +8,7 @@ import pytest
 from omegaconf import OmegaConf
 from verl import DataProto
 
-from coars_verl.constants import EXTRA_SUMMARY
+from coars_verl.constants import EXTRA_SUMMARY, REC_REWARD_KEY, USER_REWARD_KEY
 from coars_verl.constants import ROLE_RECOMMENDER as REC, ROLE_USER as USER
 from coars_verl.dialogue.state import Dialogue, DialogueConfig, DialogueSample
 from coars_verl.reward_manager import CoarsInteractionRewardManager
@@ -42,21 +42,21 @@ def test_non_default_reward_weights_are_read_from_the_recipe():
     out = _score({"gamma": 0.5, "beta": 1.0, "format_penalty": 0.3})
     info = out["reward_extra_info"]
     # by hand: R_rec = 0.5 ** (2 - 1) - 0.3 * 1 invalid turn + 1.0 * hit; R_user = 1 correct of 1 + 1.0 * hit
-    assert info["rec/reward"] == pytest.approx(1.2)
-    assert info["user/reward"] == pytest.approx(2.0)
+    assert info[REC_REWARD_KEY] == pytest.approx(1.2)
+    assert info[USER_REWARD_KEY] == pytest.approx(2.0)
     assert out["reward_score"] == pytest.approx(1.2)
 
 
 def test_without_a_section_the_spec_defaults_apply():
     info = _score(None)["reward_extra_info"]
     # gamma 0.9, beta 0.5, format penalty 0.1
-    assert info["rec/reward"] == pytest.approx(0.9 - 0.1 + 0.5)
-    assert info["user/reward"] == pytest.approx(1.5)
+    assert info[REC_REWARD_KEY] == pytest.approx(0.9 - 0.1 + 0.5)
+    assert info[USER_REWARD_KEY] == pytest.approx(1.5)
 
 
 def test_the_outcome_mode_and_a_misspelt_key():
     info = _score({"mode": "outcome"})["reward_extra_info"]
-    assert (info["rec/reward"], info["user/reward"]) == (1.0, 1.0)
+    assert (info[REC_REWARD_KEY], info[USER_REWARD_KEY]) == (1.0, 1.0)
     with pytest.raises(ValueError, match="betta"):
         _score({"betta": 1.0})
 
