@@ -24,7 +24,7 @@ def trainer(sd_config=None, step=1):
     t = object.__new__(CoarsPPOTrainer)
     t.memory = DialogueMemory()
     t.global_steps = step
-    t.sd_config = sd_config or SelfDistillConfig(lambda_decay_steps=100)
+    t.sd_config = sd_config or SelfDistillConfig(lambda_decay_steps=100, lambda_decay_fraction=None)
     t.config = OmegaConf.create({"algorithm": {"adv_estimator": "coars_grpo", "norm_adv_by_std_in_grpo": True}})
     t._sd_off_logged = False
     return t
@@ -87,7 +87,7 @@ def test_the_teacher_is_asked_only_for_samples_whose_group_is_not_tied():
 
 
 def test_once_lambda_is_zero_no_sample_is_sent_to_the_teacher():
-    t = trainer(SelfDistillConfig(lambda_decay_steps=1), step=2)
+    t = trainer(SelfDistillConfig(lambda_decay_steps=1, lambda_decay_fraction=None), step=2)
     data = SimpleNamespace(batch={"token_level_rewards": torch.tensor([[1.0], [0.0]]), "response_mask": torch.ones(2, 1)},
                            non_tensor_batch={"uid": ["a", "a"]})
     asked = ask_teacher(t)
