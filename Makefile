@@ -26,9 +26,20 @@ $(STAMP): pyproject.toml Makefile
 	$(PY) -c "import torch; print('torch', torch.__version__, 'CUDA ' + torch.version.cuda if torch.version.cuda else 'CPU build')"
 	touch $@
 
-# The GPU recipes' environment (vLLM pins the torch it needs), then what they lack (flash-attn: see the README).
+# The GPU recipes' environment: .[gpu] is verl[vllm]==0.9.1, which pins torch 2.11.0, vLLM 0.24.0 and
+# transformers 5.9.0. Their PyPI wheels are CUDA 13 builds (torch requires cuda-toolkit 13.0.2, vLLM
+# nvidia-cutlass-dsl[cu13]): they need an NVIDIA driver >= 580 (nvidia-smi: "CUDA Version: 13.x").
+# On a CUDA 12 driver (525-575, "CUDA Version: 12.x") take the CUDA 12 builds of the same versions:
+#   make env-gpu CUDA=12.8 VLLM_WHEEL=URL-or-file   (vLLM 0.24.0's CUDA 12 wheel, docs/gpu.md)
+# CUDA=12.8 adds PyTorch's cu128 index: its torch 2.11.0+cu128 outranks PyPI's 2.11.0 for torch==2.11.0.
+# flash-attn stays out (no PyPI wheel for torch 2.11; the recipes use sdpa). The doctor then names
+# torch's CUDA build, the driver, and a mismatch between them.
+CUDA ?=
+VLLM_WHEEL ?=
+CUDA_INDEX = https://download.pytorch.org/whl/cu$(subst .,,$(CUDA))
 env-gpu: $(STAMP)
-	$(PIP) install --quiet --disable-pip-version-check -e ".[gpu,test]"
+	$(if $(CUDA),$(if $(VLLM_WHEEL),,$(error CUDA=$(CUDA) needs VLLM_WHEEL=...: vLLM 0.24.0 on PyPI is a CUDA 13 build; docs/gpu.md names its CUDA 12 wheel)))
+	$(PIP) install --quiet --disable-pip-version-check $(if $(CUDA),--extra-index-url $(CUDA_INDEX)) $(if $(VLLM_WHEEL),"$(VLLM_WHEEL)") -e ".[gpu,test]"
 	$(PY) -m coars_verl.doctor --gpu
 
 doctor: $(STAMP)

@@ -155,6 +155,8 @@ def composition_problems(config: Any) -> list[str]:
                         f"(adv_estimator={_get(config, 'algorithm.adv_estimator')!r}): the setting would be ignored")
     if chosen.trainer_mode and not chosen.agent_loop and chosen.agent_loop_known:
         problems.extend(_single_turn_source_problems(config))
+    if chosen.estimator:
+        problems.extend(teacher_token_budget_problems(config))
     if has_coars and not (chosen.agent_loop or chosen.reward_manager) and chosen.agent_loop_known:
         problems.append(f"coars.* is read by the {AGENT_LOOP_NAME} agent loop and the {REWARD_MANAGER_NAME} reward manager, and "
                         "neither is selected: the settings would be ignored")
@@ -183,6 +185,89 @@ def _single_turn_source_problems(config: Any) -> list[str]:
     return [f"algorithm.coars.self_distill.sources={list(sd.sources)} on a single-turn task (no {AGENT_LOOP_NAME} agent loop): "
             f"none of them gives a context without a dialogue here, so no sample would get a teacher; use some of {choices}"
             + (f" (or {memory_readers} with algorithm.coars.self_distill.memory_key set)" if memory_readers and sd.memory_key is None else "")]
+
+
+def uses_lora(config: Any) -> bool:
+    """verl's own rule (``ref_in_actor``): with a LoRA adapter the reference model is the actor with
+    its adapter disabled, scored by the actor worker."""
+    rank = _get(config, "actor_rollout_ref.model.lora.rank", None) or _get(config, "actor_rollout_ref.model.lora_rank", 0) or 0
+    return int(rank) > 0 or _get(config, "actor_rollout_ref.model.lora_adapter_path") is not None
+
+
+@dataclass(frozen=True)
+class TeacherScoringWorker:
+    """The verl worker that scores the teacher records, and the keys it reads its log-prob batch sizes from.
+
+    verl 0.9.1 (``workers/engine_workers.py``, ``ActorRolloutRefWorker.init_model``): the actor's
+    ``compute_log_prob`` runs with ``rollout.log_prob_max_token_len_per_gpu`` and
+    ``rollout.log_prob_micro_batch_size_per_gpu``, dynamic when ``actor.use_dynamic_bsz`` (the actor's
+    ``ppo_max_token_len_per_gpu`` is the update's budget, not this pass's); a reference worker's
+    ``compute_ref_log_prob`` reads the ``ref.log_prob_*`` keys."""
+
+    mesh: str
+    """The worker group's dispatch mesh: ``actor`` (actor_rollout_wg) or ``ref`` (ref_policy_wg)."""
+    dynamic_key: str
+    max_token_len_key: str
+    micro_batch_key: str
+
+
+ACTOR_SCORES = TeacherScoringWorker("actor", "actor_rollout_ref.actor.use_dynamic_bsz",
+                                    "actor_rollout_ref.rollout.log_prob_max_token_len_per_gpu",
+                                    "actor_rollout_ref.rollout.log_prob_micro_batch_size_per_gpu")
+REFERENCE_SCORES = TeacherScoringWorker("ref", "actor_rollout_ref.ref.log_prob_use_dynamic_bsz",
+                                        "actor_rollout_ref.ref.log_prob_max_token_len_per_gpu",
+                                        "actor_rollout_ref.ref.log_prob_micro_batch_size_per_gpu")
+
+
+def teacher_scoring_worker(config: Any, teacher: str) -> TeacherScoringWorker:
+    """The reference worker for ``teacher=reference`` without LoRA; the actor otherwise (the policy,
+    or under LoRA the actor with its adapter disabled)."""
+    from coars_verl.distill.config import TEACHER_REFERENCE
+
+    return REFERENCE_SCORES if teacher == TEACHER_REFERENCE and not uses_lora(config) else ACTOR_SCORES
+
+
+TEACHER_CONTEXT_TOKENS_PER_CHAR = 1
+"""Tokens per character of a teacher context, an upper bound for byte-level BPE tokenizers (Qwen,
+Llama 3, GPT-2 style) on text of one UTF-8 byte per character: each token covers at least one byte.
+The contexts are item titles and the models' own dialogue text; a catalogue in a script of 2-4 bytes
+per character (CJK, accents throughout) can need up to 4 tokens per character: raise the budget."""
+TEACHER_CONTEXT_OVERHEAD_TOKENS = 32
+"""Tokens the teacher prompt adds around its context: the blank line that joins it to the system (or
+first user) message, or, when the prompt has none, a new system message's chat-template markers
+(Qwen2.5: ``<|im_start|>system\n ... <|im_end|>\n``, 5 tokens)."""
+
+
+def teacher_context_token_bound(context_max_chars: int) -> int:
+    """Tokens a teacher context of at most ``context_max_chars`` characters adds to the student's sequence."""
+    return context_max_chars * TEACHER_CONTEXT_TOKENS_PER_CHAR + TEACHER_CONTEXT_OVERHEAD_TOKENS
+
+
+def teacher_token_budget_problems(config: Any) -> list[str]:
+    """With dynamic batch sizes verl asserts ``max_token_len >= the longest sequence`` of each micro-batch
+    (``verl/utils/seqlen_balancing.py``), and a teacher record is the student's sequence plus its
+    context: a budget tuned to prompt + response crashes the teacher pass at the first full-length
+    sample that gets a context."""
+    from coars_verl.distill.config import MODE_OFF, SelfDistillConfig
+
+    try:
+        sd = SelfDistillConfig.from_mapping(_container(config, "algorithm.coars").get("self_distill") or {})
+    except (TypeError, ValueError):
+        return []  # reported by setting_problems
+    worker = teacher_scoring_worker(config, sd.teacher)
+    if sd.mode == MODE_OFF or not _get(config, worker.dynamic_key, False):
+        return []
+    budget = _get(config, worker.max_token_len_key)
+    prompt, response = int(_get(config, "data.max_prompt_length", 0) or 0), int(_get(config, "data.max_response_length", 0) or 0)
+    needed = prompt + response + teacher_context_token_bound(sd.context_max_chars)
+    if budget is None or int(budget) >= needed:
+        return []
+    return [f"{worker.max_token_len_key}={budget} is below the longest teacher record, {needed} tokens: "
+            f"data.max_prompt_length {prompt} + data.max_response_length {response} + the teacher context, "
+            f"algorithm.coars.self_distill.context_max_chars {sd.context_max_chars} characters at most "
+            f"{TEACHER_CONTEXT_TOKENS_PER_CHAR} token each + {TEACHER_CONTEXT_OVERHEAD_TOKENS} tokens of template "
+            f"(the {worker.mesh} worker scores the teacher with {worker.dynamic_key}=true, and verl's dynamic batching asserts "
+            f"max_token_len >= the longest sequence); set {worker.max_token_len_key}={needed} or more, or lower context_max_chars"]
 
 
 def check_composition(config: Any) -> None:

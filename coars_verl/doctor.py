@@ -191,31 +191,32 @@ def config_problems(config_name: str, overrides: list[str], config_path: Optiona
     return config_problems(config, cpu_platform_requested(), os.cpu_count() or 1)
 
 
-def gpu_problems() -> dict[str, str]:
-    """What the GPU recipes (vLLM rollout, FSDP with flash-attention and packed sequences) need and
-    this environment lacks, each with the fix."""
-    problems: dict[str, str] = {}
+def gpu_report() -> tuple[str, dict[str, str]]:
+    """(torch's CUDA build and the NVIDIA driver in one line, what the GPU recipes need and this
+    environment lacks, each with the fix). The GPU recipes use sdpa attention (recipes/base/gpu.yaml):
+    flash-attn is optional, so its absence is not a problem."""
     import torch
 
-    if not torch.cuda.is_available():
-        problems["cuda"] = "no CUDA device is visible (torch.cuda.is_available() is False): the GPU recipes cannot run here"
-    for module, fix in (
-        ("vllm", "pip install 'coars-verl[gpu]' (verl[vllm]==0.9.1 pins the vLLM that verl supports)"),
-        ("flash_attn", "pip install flash-attn --no-build-isolation (verl's default attention; the GPU recipes pack "
-                       "sequences with use_remove_padding=true), or run with actor_rollout_ref.model.use_remove_padding=false "
-                       "actor_rollout_ref.model.override_config.attn_implementation=sdpa"),
-    ):
-        try:
-            importlib.import_module(module)
-        except Exception as exc:  # an installed but broken module is as bad as a missing one
-            problems[module] = f"import {module} failed ({type(exc).__name__}: {exc}); fix: {fix}"
-    return problems
+    from coars_verl.cuda_builds import cuda_build_problem, describe, nvidia_driver
+
+    driver = nvidia_driver()
+    problems: dict[str, str] = {}
+    cuda = cuda_build_problem(torch.__version__, torch.version.cuda, driver, torch.cuda.is_available())
+    if cuda:
+        problems["cuda"] = cuda
+    try:
+        importlib.import_module("vllm")
+    except Exception as exc:  # an installed but broken module is as bad as a missing one
+        problems["vllm"] = (f"import vllm failed ({type(exc).__name__}: {exc}); fix: `make env-gpu` or pip install "
+                            "'coars-verl[gpu]' (verl[vllm]==0.9.1 pins the vLLM that verl supports; docs/gpu.md for CUDA 12 drivers)")
+    return describe(torch.__version__, torch.version.cuda, driver), problems
 
 
 def main(argv: Optional[list[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m coars_verl.doctor", description=__doc__.splitlines()[0])
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of a report")
-    parser.add_argument("--gpu", action="store_true", help="also check what the GPU recipes need (CUDA, vLLM, flash-attn)")
+    parser.add_argument("--gpu", action="store_true", help="also check what the GPU recipes need: torch's CUDA build against the "
+                                                           "NVIDIA driver (nvidia-smi), and vLLM")
     parser.add_argument("--config-name", help="also compose this recipe (or verl's ppo_trainer) with the overrides and check that "
                                               "its CoARS components can work together (and, with VERL_PLATFORM=cpu, on CPU)")
     parser.add_argument("--config-path", help="folder of --config-name (default: our recipes/, then verl's own config)")
@@ -227,20 +228,24 @@ def main(argv: Optional[list[str]] = None) -> int:
     versions = package_versions()
     statuses, problems = check_components()
     cpu = cpu_path()
+    gpu_line = None
     if args.gpu:
-        problems.update({f"gpu: {k}": v for k, v in gpu_problems().items()})
+        gpu_line, found = gpu_report()
+        problems.update({f"gpu: {k}": v for k, v in found.items()})
     if args.config_name:
         problems.update({f"config {args.config_name}": "\n".join(f"- {p}" for p in found)
                          for found in [config_problems(args.config_name, args.overrides, args.config_path)] if found})
     ok = all(s.found for s in statuses) and not problems
     if args.json:
         print(json.dumps({"ok": ok, "versions": versions, "cpu_path": cpu, "components": [asdict(s) for s in statuses],
-                          "problems": problems}, indent=2))
+                          "problems": problems, **({"gpu": gpu_line} if gpu_line else {})}, indent=2))
         return 0 if ok else 1
 
     print("coars_verl doctor")
     print("versions: " + ", ".join(f"{k} {v or 'not installed'}" for k, v in versions.items()))
     print(f"CPU path: {cpu['text']}")
+    if gpu_line:
+        print(f"GPU build: {gpu_line}")
     width = max(len(s.kind) for s in statuses)
     for s in statuses:
         mark = "ok     " if s.found else ("NOT LOADED" if s.target else "MISSING")

@@ -33,12 +33,21 @@ REGISTRATION_ERRORS: dict[str, str] = {}
 def checked_config(validate_config):
     """verl's ``validate_config`` followed by our composition check (:mod:`coars_verl.composition`) and,
     on the CPU platform, the CPU checks: main_ppo calls it in the driver, before Ray starts, so a
-    config that would train wrongly, ignore a setting or hang stops there with our message."""
+    config that would train wrongly, ignore a setting or hang stops there with our message. First it
+    resolves the config's ``${oc.env:...}`` values in the driver (:mod:`coars_verl.launch_env`): main_ppo
+    hands this same config object to the Ray actor that runs the trainer, whose environment on a
+    ``ray start`` cluster is not the launching shell's."""
     if getattr(validate_config, "coars_checked", False):
         return validate_config
 
     @functools.wraps(validate_config)
     def validate_then_check(config, *args, **kwargs):
+        from omegaconf import DictConfig
+
+        from coars_verl.launch_env import resolve_launch_environment
+
+        if isinstance(config, DictConfig):
+            resolve_launch_environment(config)
         result = validate_config(config, *args, **kwargs)
         from coars_verl.composition import CompositionError, config_problems
         from coars_verl.cpu.platform import cpu_platform_requested

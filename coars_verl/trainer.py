@@ -45,7 +45,7 @@ from verl.workers.utils.padding import response_to_nested
 from coars_verl.algo.advantage import clip_hit_mask, delta_stats, teacher_needed
 from coars_verl.algo.role_batch import batch_reward_infos, role_scores, scores_on_last_token, self_distill_delta
 from coars_verl.algo.role_metrics import role_advantage_gap, role_metrics
-from coars_verl.composition import check_composition
+from coars_verl.composition import ACTOR_SCORES, REFERENCE_SCORES, check_composition, uses_lora
 from coars_verl.constants import (
     EI_HISTORY_ITEM_IDS,
     EXTRA_CORE_SECONDS,
@@ -76,14 +76,6 @@ _FETCHED = ["uid", "response_mask", "rm_scores", "rollout_log_probs", "old_log_p
 MEMORY_FILE = "coars_memory.json"
 MISMATCH_WARN_SHARE = 0.05
 """Above this share of samples without an aligned teacher prompt, each step warns."""
-
-
-def uses_lora(config) -> bool:
-    """verl's own rule (``ref_in_actor``): with a LoRA adapter the reference model is the actor with
-    its adapter disabled, scored by the actor worker."""
-    model = config.actor_rollout_ref.model
-    rank = (model.get("lora", None) or {}).get("rank", 0) or model.get("lora_rank", 0)
-    return rank > 0 or model.get("lora_adapter_path", None) is not None
 
 
 def reference_teacher_problem(config) -> str | None:
@@ -400,34 +392,42 @@ class CoarsPPOTrainer(PPOTrainerSync):
         reference = self.sd_config.teacher == TEACHER_REFERENCE
         if reference and self.ref_in_actor:
             options["no_lora_adapter"] = True
-        scoring, order = teacher_batch(records, self._actor_dp_size(), self._teacher_micro_batch_size(), self.tokenizer.eos_token_id, options)
+        worker_group, worker = self._teacher_scoring_worker()
+        scoring, order = teacher_batch(records, self._scoring_dp_size(worker_group, worker.mesh), self._teacher_micro_batch_size(worker),
+                                       self.tokenizer.eos_token_id, options)
         forward_start = time.perf_counter()
         metrics["timing_s/coars_teacher_records"] = forward_start - start
-        if reference and not self.ref_in_actor:
-            output = self.ref_policy_wg.compute_ref_log_prob(scoring)
+        if worker is REFERENCE_SCORES:
+            output = worker_group.compute_ref_log_prob(scoring)
         else:
-            output = self.actor_rollout_wg.compute_log_prob(scoring)
+            output = worker_group.compute_log_prob(scoring)
         log_probs = scored_log_probs(output, scoring, order, len(records))
         metrics["timing_s/coars_teacher_forward"] = time.perf_counter() - forward_start
         return log_probs, len(order) - len(records)
 
-    def _actor_dp_size(self) -> int:
-        """Data-parallel ranks of the actor worker group. The teacher records' count varies (only
-        samples with a context get one); without dynamic batch sizes verl's engine needs a multiple
-        of dp size x log-prob micro-batch size. verl 0.9.1 keeps this in a private dispatch table."""
-        worker_group = self.actor_rollout_wg
-        if "actor" not in worker_group._dispatch_info:
-            worker_group._dispatch_info["actor"] = worker_group._query_dispatch_info("actor")
-        return max(worker_group._dispatch_info["actor"]) + 1
+    def _teacher_scoring_worker(self):
+        """(worker group, :class:`~coars_verl.composition.TeacherScoringWorker`) that scores the teacher records:
+        the reference worker group for the reference teacher without LoRA (verl's ``ref_in_actor`` false),
+        the actor's otherwise."""
+        if self.sd_config.teacher == TEACHER_REFERENCE and not self.ref_in_actor:
+            return self.ref_policy_wg, REFERENCE_SCORES
+        return self.actor_rollout_wg, ACTOR_SCORES
 
-    def _teacher_micro_batch_size(self) -> int | None:
+    @staticmethod
+    def _scoring_dp_size(worker_group, mesh: str) -> int:
+        """Data-parallel ranks of ``worker_group``'s ``mesh`` (``actor`` or ``ref``: the layout of the worker that
+        scores, which for a standalone reference worker need not be the actor's). The teacher records' count
+        varies (only samples with a context get one); without dynamic batch sizes verl's engine needs a
+        multiple of dp size x log-prob micro-batch size. verl 0.9.1 keeps this in a private dispatch table."""
+        if mesh not in worker_group._dispatch_info:
+            worker_group._dispatch_info[mesh] = worker_group._query_dispatch_info(mesh)
+        return max(worker_group._dispatch_info[mesh]) + 1
+
+    def _teacher_micro_batch_size(self, worker) -> int | None:
         """The configured log-prob micro-batch size of the worker that scores teacher records (None
         with dynamic batch sizes, or when none is set)."""
-        cfg = self.config.actor_rollout_ref
-        if self.sd_config.teacher == TEACHER_REFERENCE and not self.ref_in_actor:
-            dynamic, micro = cfg.ref.get("log_prob_use_dynamic_bsz", False), cfg.ref.get("log_prob_micro_batch_size_per_gpu")
-        else:
-            dynamic, micro = cfg.actor.get("use_dynamic_bsz", False), cfg.rollout.get("log_prob_micro_batch_size_per_gpu")
+        dynamic = OmegaConf.select(self.config, worker.dynamic_key, default=False)
+        micro = OmegaConf.select(self.config, worker.micro_batch_key, default=None)
         return None if dynamic or not micro else int(micro)
 
     # ------------------------------------------------------------------ rollout dump

@@ -1,8 +1,11 @@
-"""Every shell command in the README and the docs still runs as written, so that the docs cannot drift.
+"""Every shell command in the README, the docs and the recipes still runs as written, so that they cannot drift.
 
-From each fenced ``bash`` block: ``python -m MODULE ...`` and ``python SCRIPT.py ...`` must take
-every ``--flag`` they are shown with (checked against the command's own ``--help``), ``main_ppo``
-commands must compose under Hydra with their overrides, and ``make TARGET`` must name a target.
+Commands are read from each fenced ``bash`` block, from the inline code of markdown table rows
+(`` `python ...` ``, `` `make ...` ``) and from the comment lines of every recipe (``recipes/**/*.yaml``
+headers). ``python -m MODULE ...`` and ``python SCRIPT.py ...`` must take every ``--flag`` they are
+shown with (checked against the command's own ``--help``), ``main_ppo`` commands must compose under
+Hydra with their overrides, and ``make TARGET`` must name a target. A dataset's data_prep command is
+shown the same way everywhere (its one home: ``recipes/dataset/<name>.yaml``).
 """
 
 import re
@@ -25,16 +28,43 @@ VERL_CONFIG = Path(verl.__file__).parent / "trainer" / "config"
 FLAG = re.compile(r"--[a-z0-9][a-z0-9-]*")
 
 
+RECIPE_FILES = sorted(RECIPES_DIR.rglob("*.yaml"))
+COMMAND_START = re.compile(r"^(?:[A-Z_]+=\S+\s+)*(?:python|make)\s")
+
+
+def _words(line: str) -> list[str]:
+    words = shlex.split(line, comments=True)
+    while words and re.match(r"^[A-Z_]+=", words[0]):  # VERL_PLATFORM=cpu python ...
+        words = words[1:]
+    return words
+
+
+def fenced_lines(text: str) -> list[str]:
+    return [line for block in re.findall(r"```bash\n(.*?)```", text, flags=re.S) for line in block.replace("\\\n", " ").splitlines()]
+
+
+def table_lines(text: str) -> list[str]:
+    """The inline code spans of markdown table rows that are shell commands."""
+    return [span for row in text.splitlines() if row.lstrip().startswith("|")
+            for span in re.findall(r"`([^`]+)`", row) if COMMAND_START.match(span)]
+
+
+def comment_lines(text: str) -> list[str]:
+    """The shell commands of a YAML file's comment lines (a trailing backslash continues on the next comment line)."""
+    comments = [m.group(1) for m in re.finditer(r"(?m)^\s*#(.*)$", text)]
+    joined = "\n".join(comments).replace("\\\n", " ")
+    return [line.strip() for line in joined.splitlines() if COMMAND_START.match(line.strip())]
+
+
 def commands() -> list[tuple[str, list[str]]]:
     found = []
-    for doc in DOCS:
-        for block in re.findall(r"```bash\n(.*?)```", doc.read_text(), flags=re.S):
-            for line in block.replace("\\\n", " ").splitlines():
-                words = shlex.split(line, comments=True)
-                while words and re.match(r"^[A-Z_]+=", words[0]):  # VERL_PLATFORM=cpu python ...
-                    words = words[1:]
-                if words:
-                    found.append((f"{doc.relative_to(ROOT)}: {line.strip()[:80]}", words))
+    sources = [(doc, fenced_lines(doc.read_text()) + table_lines(doc.read_text())) for doc in DOCS]
+    sources += [(recipe, comment_lines(recipe.read_text())) for recipe in RECIPE_FILES]
+    for where, lines in sources:
+        for line in lines:
+            words = _words(line)
+            if words:
+                found.append((f"{where.relative_to(ROOT)}: {line.strip()[:80]}", words))
     return found
 
 
@@ -77,6 +107,51 @@ def _compose_main_ppo(args: list[str]):
 def test_the_docs_have_commands_to_check():
     kinds = {words[0] for _, words in COMMANDS}
     assert {"python", "make"} <= kinds and len(COMMANDS) > 30
+    # the table rows and the recipe headers are read too, not only the fenced blocks
+    assert any(where.startswith("README.md: python data_prep/instruments.py") for where, _ in COMMANDS)
+    assert sum(where.startswith("coars_verl/recipes/") for where, _ in COMMANDS) >= 10
+
+
+# The scripts that prepare one of the recipes' datasets (data_prep/reczero.py derives rows from any of them).
+DATASET_SCRIPTS = ("data_prep/llara.py", "data_prep/movielens.py", "data_prep/instruments.py", "data_prep/lastfm.py")
+
+
+def _normalised(words: list[str]) -> list[str]:
+    """A data_prep command with the data folder spelt one way ($COARS_DATA_DIR is data/ by default)."""
+    return [re.sub(r"^\$\{?COARS_DATA_DIR\}?", "data", word) for word in words]
+
+
+def data_prep_commands_by_dataset() -> dict[str, set[tuple[str, str]]]:
+    """{dataset: {(normalised command, where)}} for every data_prep command shown beside a dataset recipe: in a
+    recipe's or dataset part's header, and in a markdown table row that names coars_<dataset> or reczero_<dataset>."""
+    shown: dict[str, set[tuple[str, str]]] = {}
+
+    def add(dataset: str, line: str, where: str) -> None:
+        words = _words(line)
+        if len(words) > 1 and words[1] in DATASET_SCRIPTS and "..." not in words:
+            shown.setdefault(dataset, set()).add((" ".join(_normalised(words)), where))
+
+    for recipe in RECIPE_FILES:
+        match = re.fullmatch(r"(?:coars_|reczero_)?(\w+)", recipe.stem)
+        if recipe.parent.name in ("dataset", RECIPES_DIR.name) and match:
+            for line in comment_lines(recipe.read_text()):
+                add(match.group(1), line, str(recipe.relative_to(ROOT)))
+    for doc in DOCS:
+        for row in doc.read_text().splitlines():
+            names = set(re.findall(r"(?:coars|reczero)_(lastfm|movielens|instruments)\b", row))
+            if row.lstrip().startswith("|") and len(names) == 1:
+                for line in table_lines(row):
+                    add(next(iter(names)), line, str(doc.relative_to(ROOT)))
+    return shown
+
+
+def test_each_dataset_is_prepared_by_one_command_everywhere_it_is_shown():
+    shown = data_prep_commands_by_dataset()
+    assert {"lastfm", "movielens", "instruments"} <= set(shown), shown
+    for dataset, found in shown.items():
+        variants = {command for command, _ in found}
+        assert len(variants) == 1, f"{dataset} is prepared differently in different places:\n" + "\n".join(
+            f"  {where}: {command}" for command, where in sorted(found, key=lambda f: f[1]))
 
 
 @pytest.mark.parametrize("where, words", [c for c in COMMANDS if c[1][0] == "python" and len(c[1]) > 1], ids=lambda v: v if isinstance(v, str) else "")

@@ -39,11 +39,10 @@ def test_doctor_gpu_names_what_the_gpu_recipes_lack_with_the_fix():
     import torch
 
     expected = {key for key, missing in (("gpu: cuda", not torch.cuda.is_available()),
-                                         ("gpu: vllm", importlib.util.find_spec("vllm") is None),
-                                         ("gpu: flash_attn", importlib.util.find_spec("flash_attn") is None)) if missing}
+                                         ("gpu: vllm", importlib.util.find_spec("vllm") is None)) if missing}
     assert expected <= set(report["problems"]) and report["ok"] is (not report["problems"])
-    if "gpu: flash_attn" in expected:
-        assert "pip install flash-attn" in report["problems"]["gpu: flash_attn"]
+    assert "gpu: flash_attn" not in report["problems"]  # optional: the GPU recipes use sdpa
+    assert report["gpu"].startswith(f"torch {torch.__version__}")
     assert json.loads(_doctor("--json").stdout)["ok"] is True  # without --gpu a CPU machine is fine
 
 

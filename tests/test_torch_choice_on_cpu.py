@@ -66,3 +66,21 @@ def test_the_makefile_runs_the_choice_first_and_no_cpu_only_assertion():
     assert "--torch cuda" in lines[choice]
     assert choice < next(i for i, line in enumerate(lines) if '-e ".[test]"' in line)
     assert "assert not torch.version.cuda" not in run.stdout
+
+
+def _make_n(*args):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MAKE")}
+    return subprocess.run(["make", "-n", "-B", *args, "VENV=/nonexistent/venv"], cwd=ROOT, capture_output=True, text=True, env=env)
+
+
+def test_make_env_gpu_takes_the_cuda_12_builds_when_asked():
+    """PyPI's torch 2.11.0 and vLLM 0.24.0 are CUDA 13 builds; CUDA=12.8 adds PyTorch's cu128 index and needs vLLM's CUDA 12 wheel."""
+    default = _make_n("env-gpu")
+    assert default.returncode == 0, default.stderr
+    install = next(line for line in default.stdout.splitlines() if '-e ".[gpu,test]"' in line)
+    assert "--extra-index-url" not in install and "flash-attn" not in default.stdout
+    cuda12 = _make_n("env-gpu", "CUDA=12.8", "VLLM_WHEEL=/w/vllm-0.24.0+cu128-cp38-abi3-manylinux_2_31_x86_64.whl")
+    install = next(line for line in cuda12.stdout.splitlines() if '-e ".[gpu,test]"' in line)
+    assert "--extra-index-url https://download.pytorch.org/whl/cu128" in install and '"/w/vllm-0.24.0+cu128' in install
+    without_vllm = _make_n("env-gpu", "CUDA=12.8")
+    assert without_vllm.returncode != 0 and "needs VLLM_WHEEL" in without_vllm.stderr

@@ -1,6 +1,7 @@
 """Every recipe composes under Hydra, passes verl's config validation, and its sections build."""
 
 import dataclasses
+import re
 from pathlib import Path
 
 import pytest
@@ -128,3 +129,36 @@ def test_the_reference_teacher_without_lora_asks_for_a_zero_weight_kl_term():
     fixed = _compose("cpu_coars_tiny", [*PATHS, "+ablation=teacher_reference", "actor_rollout_ref.actor.use_kl_loss=true",
                                         "actor_rollout_ref.actor.kl_loss_coef=0"])
     assert reference_teacher_problem(fixed) is None and need_reference_policy(fixed)
+
+
+DATASETS = ["movielens", "lastfm", "instruments"]
+
+
+@pytest.mark.parametrize("method, rows", [("coars", ""), ("reczero", "reczero/")])
+def test_the_dataset_recipes_of_a_method_differ_only_in_their_dataset_part(method, rows, monkeypatch):
+    """coars_<dataset> (and reczero_<dataset>) compose to one config but for the dataset part
+    (recipes/dataset/<dataset>.yaml), from which the data files and the run's name follow: a setting
+    changed in one recipe only fails here."""
+    monkeypatch.setenv("COARS_DATA_DIR", "/data")
+    rest = {}
+    for dataset in DATASETS:
+        cfg = _compose(f"{method}_{dataset}")
+        part = OmegaConf.select(cfg, "dataset")
+        assert part is not None and part.name == dataset, f"{method}_{dataset}: no dataset part (dataset/{dataset}.yaml)"
+        assert cfg.data.train_files == f"/data/{part.folder}/{rows}train.parquet"
+        assert cfg.data.val_files == f"/data/{part.folder}/{rows}valid.parquet"
+        assert cfg.trainer.experiment_name == f"{method}_{dataset}"
+        unresolved = OmegaConf.to_container(cfg, resolve=False)  # the data keys are interpolations of the dataset part
+        unresolved.pop("dataset")
+        rest[dataset] = unresolved
+    for dataset in DATASETS[1:]:
+        assert rest[dataset] == rest[DATASETS[0]], f"{method}_{dataset} differs from {method}_{DATASETS[0]} beyond its dataset part"
+
+
+def test_the_components_page_lists_every_ablation():
+    """The ablations are the files of recipes/ablation/: the components page's table names each (brace lists expanded)."""
+    page = (Path(__file__).resolve().parents[2] / "docs" / "components.md").read_text()
+    listed = set()
+    for stem, options in re.findall(r"\+ablation=(\w*?)(?:\{([\w,]+)\})?`", page):
+        listed |= {stem + option for option in options.split(",")} if options else {stem}
+    assert listed == set(ABLATIONS), f"docs/components.md lists {sorted(listed)}, recipes/ablation/ has {ABLATIONS}"

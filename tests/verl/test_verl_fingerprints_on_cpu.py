@@ -30,10 +30,10 @@ def test_the_verl_method_we_replace_or_wrap_is_unchanged(name):
 
 
 def test_the_private_dispatch_table_we_read_is_unchanged():
-    """``CoarsPPOTrainer._actor_dp_size`` reads a worker group's private ``_dispatch_info`` the way
+    """``CoarsPPOTrainer._scoring_dp_size`` reads a worker group's private ``_dispatch_info`` the way
     this verl function fills it (rank -> dp rank, dp size = max + 1)."""
     from verl.single_controller.base import decorator
 
     source = inspect.getsource(decorator.dispatch_lazy_compute_data_proto)
     found = hashlib.sha256(source.encode()).hexdigest()[:16]
-    assert found == "84937944eaae1214", f"verl changed dispatch_lazy_compute_data_proto ({found}); re-check CoarsPPOTrainer._actor_dp_size"
+    assert found == "84937944eaae1214", f"verl changed dispatch_lazy_compute_data_proto ({found}); re-check CoarsPPOTrainer._scoring_dp_size"
