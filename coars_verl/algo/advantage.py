@@ -1,4 +1,4 @@
-"""Advantages for CoARS: per-role GRPO and self-distilled token-level credit (spec sections 3-4).
+"""Advantages for CoARS: per-role GRPO and self-distilled token-level credit (docs/method.md: "How one training step works", step 3, and "Self-distilled credit assignment").
 
 Pure torch: no verl import, no hidden state. All functions are plain math on tensors; the trainer
 glue (fetching teacher log-probs, roles, steps) lives elsewhere.
@@ -30,7 +30,7 @@ def role_group_outcome_advantage(
     norm_by_std: bool = True,
     epsilon: float = 1e-6,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """GRPO outcome advantage over arbitrary groups, e.g. ``(prompt uid, role)`` (spec section 3).
+    """GRPO outcome advantage over arbitrary groups, e.g. ``(prompt uid, role)`` (docs/method.md, step 3).
 
     For sample i in group g: ``A_i = (s_i - mean_g) / (std_g + epsilon)`` (``std`` unbiased, as
     ``torch.std``), or ``s_i - mean_g`` when ``norm_by_std`` is False (Dr.GRPO). Bit-for-bit the
@@ -85,7 +85,7 @@ def token_delta(
     response_mask: torch.Tensor,
     has_context: torch.Tensor,
 ) -> torch.Tensor:
-    """``delta_t = stopgrad(log p(y_t | s + h, y_<t) - log p(y_t | s, y_<t))`` (spec section 4).
+    """``delta_t = stopgrad(log p(y_t | s + h, y_<t) - log p(y_t | s, y_<t))`` (docs/method.md, "Self-distilled credit assignment", step 3).
 
     Args:
         teacher_log_probs: ``(B, R)`` float, log-probs of the sampled tokens under the teacher

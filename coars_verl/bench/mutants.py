@@ -79,7 +79,7 @@ MUTANTS = (
            "{name: response_to_nested(value, response_mask_nested) for name, value in tensors.items()}",
            "{name: response_to_nested(value.roll(1, dims=0), response_mask_nested) for name, value in tensors.items()}",
            ("tests/verl/test_trainer_write_back_on_cpu.py",)),
-    Mutant("R1", "the reward manager ignores coars.reward.* (spec defaults always)",
+    Mutant("R1", "the reward manager ignores coars.reward.* (the defaults always)",
            "coars_verl/reward_manager.py",
            "self.reward_config = reward_config(config)",
            "self.reward_config = reward_config({})",

@@ -1,4 +1,4 @@
-"""Dataset preparation for CoARS (coars-method.md sections 2, 5, 6): loaders of the raw formats,
+"""Dataset preparation for CoARS (data_prep/README.md): loaders of the raw formats,
 the LLaRA/AFL-style protocol, and deterministic, atomic writers of verl-ready parquet files.
 
 Free of torch / verl imports so that a preparation starts fast. Command-line front ends are the

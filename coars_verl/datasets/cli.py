@@ -82,7 +82,7 @@ def add_common_arguments(p: argparse.ArgumentParser, default_core: int = 0) -> N
     io.add_argument("--encoding", default=None, help="text encoding of the raw files (default: the format's own)")
     io.add_argument("--name", default=None, help="dataset name used in data_source (coars/<name>)")
     io.add_argument("--quiet", action="store_true", help="no progress bars and no summary table")
-    add_protocol_arguments(p.add_argument_group("protocol (coars-method.md sections 2, 5, 6)"), default_core)
+    add_protocol_arguments(p.add_argument_group("protocol (data_prep/README.md, Protocol)"), default_core)
 
 
 def add_protocol_arguments(group, default_core: int = 0) -> None:

@@ -1,4 +1,4 @@
-"""The data protocol (coars-method.md sections 2, 5, 6; LLaRA / AFL style), vectorised.
+"""The data protocol (data_prep/README.md, "Protocol and the choices behind it"; LLaRA / AFL style), vectorised.
 
 Steps, in order (each drop is counted by reason):
 1. items without a usable title are dropped, with their interactions; interactions whose item is
@@ -337,7 +337,7 @@ class _Sequences:
 
 
 def prepare(data: LoadedDataset, config: ProtocolConfig = ProtocolConfig(), quiet: bool = False) -> Prepared:
-    """The protocol (coars-method.md sections 2, 5, 6) as named steps, each counting what it drops."""
+    """The protocol (data_prep/README.md) as named steps, each counting what it drops."""
     cfg = config
     drops = DropCounter()
     drops.merge(data.drops)

@@ -73,7 +73,7 @@ def loose_key(text: str) -> str:
 
 
 def same_title(a: str, b: str) -> bool:
-    """Case-insensitive exact title comparison (whitespace-collapsed), as the spec's Hit@1 uses."""
+    """Case-insensitive exact title comparison (whitespace-collapsed), as Hit@1 uses (docs/method.md, step 1)."""
     return " ".join(a.casefold().split()) == " ".join(b.casefold().split())
 
 

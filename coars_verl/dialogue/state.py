@@ -1,4 +1,4 @@
-"""The turn state machine of one CoARS dialogue (spec section 2), driven step by step by an agent loop.
+"""The turn state machine of one CoARS dialogue (docs/method.md, "How one training step works", step 1), driven step by step by an agent loop.
 
 The agent loop keeps ONE chat token stream per role. For each step it asks ``next_role()``, appends
 ``pending_messages(role)`` (observations, mask 0) to that role's stream, generates the role's answer
@@ -113,7 +113,7 @@ class DialogueSample:
         return self.candidate_item_ids[position] if self.candidate_item_ids else ""
 
     def is_target(self, position: int) -> bool:
-        """Spec: case-insensitive exact title match, or item id match."""
+        """Case-insensitive exact title match, or item id match (Hit@1's rule)."""
         if self.target_item_id and self.item_id(position) == self.target_item_id:
             return True
         return bool(self.target_title.strip()) and same_title(self.candidate_titles[position], self.target_title)

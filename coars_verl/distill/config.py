@@ -41,8 +41,8 @@ def lambda_schedule(step: int, lam0: float = 0.5, decay_steps: int = 100) -> flo
 
 @dataclass(frozen=True)
 class SelfDistillConfig:
-    """Switches of the self-distilled credit assignment (spec section 4; recipe keys
-    ``algorithm.coars.self_distill.*``). Defaults: the spec's, where it gives one; the others are
+    """Switches of the self-distilled credit assignment (docs/method.md, "Self-distilled credit assignment"; recipe keys
+    ``algorithm.coars.self_distill.*``). Defaults: the method's, where the paper's design gives one; the others are
     this project's choices (their help starts with *)."""
 
     mode: str = field(default=MODE_RLSD, metadata={"help": (

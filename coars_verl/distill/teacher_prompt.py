@@ -1,7 +1,7 @@
 """Where the teacher's privileged context goes: the student's prompt messages plus context h.
 
 The teacher scores exactly the student's response tokens after a prompt that differs from the
-student's only by ``h`` (spec section 4). Both prompts are rendered from chat messages by the
+student's only by ``h`` (docs/method.md, "Self-distilled credit assignment"). Both prompts are rendered from chat messages by the
 same function, so with an empty context the two token sequences are identical.
 """
 

@@ -1,4 +1,4 @@
-"""Evaluation of CoARS models (spec section 5): the tool, the metrics, the baselines.
+"""Evaluation of CoARS models (coars_verl/eval/README.md, "What is measured"): the tool, the metrics, the baselines.
 
 * ``python -m coars_verl.eval``: dialogue Hit@1, ValidRatio, mean turns, Hit@1 at turn 1, and
   user-simulation precision / recall / F1 (micro and per-user macro) of a model folder or verl

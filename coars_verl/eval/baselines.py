@@ -1,4 +1,4 @@
-"""Baselines on the same stored samples as the evaluation tool (spec section 5).
+"""Baselines on the same stored samples as the evaluation tool (coars_verl/eval/README.md, "Comparison baselines").
 
 * **random**: recommend one candidate uniformly at random; answer each user-simulation item yes
   with probability ``p`` (0.5). Reported twice: the exact expectation (Hit@1 = mean of 1/|C|;

@@ -1,4 +1,4 @@
-"""Evaluation metrics (spec section 5), as pure functions over plain Python data.
+"""Evaluation metrics (coars_verl/eval/README.md, "What is measured"), as pure functions over plain Python data.
 
 Recommendation (over dialogue summaries, ``Transcript.summary()``):
 

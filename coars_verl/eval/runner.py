@@ -18,7 +18,7 @@ optionally ``response_budget``, the tokens a role may accumulate after its first
 (``rollout.response_length`` in training); and the model's context (``max_context``). A dialogue
 that runs out of budget ends with ``END_BUDGET``, like in training.
 
-User simulation (spec section 5): for each item to judge, the user agent gets its role prompt as
+User simulation (coars_verl/eval/README.md, "What is measured"): for each item to judge, the user agent gets its role prompt as
 in the dialogue (``user_system`` + ``user_task``: its history, the candidates = all the items to
 judge, numbered as in the dialogue) with that item recommended and no reason (the
 ``missing_reason`` text), one fresh conversation per item; its answer is parsed with

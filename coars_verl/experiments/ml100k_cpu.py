@@ -211,7 +211,7 @@ def main(argv: list[str] | None = None) -> int:
                          help="no CoARS run from the zero-shot SmolLM2 (it never writes the answer format, so GRPO gets no gradient)")
     smollm2.add_argument("--eval-dialogues", type=int, default=None, help="test dialogues (one per user; default: every test user)")
     smollm2.add_argument("--eval-users", type=int, default=None, help="user-simulation test users (default: all)")
-    smollm2.add_argument("--max-turns", type=int, default=5, help="dialogue turns in evaluation (spec default 5)")
+    smollm2.add_argument("--max-turns", type=int, default=5, help="dialogue turns in evaluation (coars.dialogue.max_turns' default 5)")
     smollm2.add_argument("--max-tokens", type=int, default=64, help="tokens per answer in evaluation")
     ablations = parser.add_argument_group("ablation table (tiny model)")
     ablations.add_argument("--ablation-steps", type=int, default=3, help="CoARS steps of each run")

@@ -1,4 +1,4 @@
-"""The coupled interaction reward of CoARS (spec section 3), as pure functions of a dialogue summary.
+"""The coupled interaction reward of CoARS (docs/method.md, step 2), as pure functions of a dialogue summary.
 
 Both roles are scored from the SAME trajectory, with no external judge::
 
@@ -55,7 +55,7 @@ REWARD_MODES = ("interaction", "outcome")
 
 @dataclass(frozen=True)
 class RewardConfig:
-    """Interaction-reward weights (recipe keys ``coars.reward.*``); spec defaults."""
+    """Interaction-reward weights (recipe keys ``coars.reward.*``); the method's defaults (docs/method.md, step 2)."""
 
     gamma: float = field(default=0.9, metadata={"help": (
         "Discount per turn before the target is recommended (1.0: no preference for an early hit).")})

@@ -1,6 +1,6 @@
 """A class-balanced user reward over the batch (``coars.reward.user_balance: batch``; pure, no verl).
 
-Why: the spec's user accuracy (``r_user``, :mod:`coars_verl.rewards.interaction`) counts every
+Why: the interaction reward's user accuracy (``r_user``, :mod:`coars_verl.rewards.interaction`) counts every
 judgment alike. When most items the recommender proposes are not the target, "no" to everything
 scores high, and a user agent that cannot yet tell the target apart drifts to it (the always-no
 collapse, docs/results.md). One dialogue cannot see that frequency: it judges a handful of items,
