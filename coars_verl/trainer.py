@@ -31,7 +31,7 @@ import time
 import numpy as np
 import torch
 import transfer_queue as tq
-from omegaconf import open_dict
+from omegaconf import OmegaConf, open_dict
 from tensordict import TensorDict
 from verl.protocol import DataProto
 from verl.trainer.ppo import core_algos
@@ -105,6 +105,22 @@ def is_dialogue_batch(extras) -> bool:
                      "all dialogues or all single-turn samples (check the data's agent_name column)")
 
 
+def arrival_free_order(keys: list[str], tags: list[dict], row_indices: list) -> list[int]:
+    """Positions of a batch's samples sorted by what they are, not by when they arrived: the step their
+    prompt was drawn at, their dataset row's ``index``, their session (place in the row's group) and
+    output (role) from the key ``{uid}_{session}_{output}``, then their lengths. The uid is random per
+    run, so it is not used."""
+    def identity(position: int):
+        _, session, output = keys[position].rsplit("_", 2)
+        tag = tags[position]
+        index = row_indices[position]
+        row = (0, int(index), "") if isinstance(index, (int, np.integer)) else (1, 0, str(index))
+        return (int(tag.get("global_steps", 0) or 0), row, int(session), int(output), int(tag.get("prompt_len", 0)),
+                int(tag.get("response_len", 0)))
+
+    return sorted(range(len(keys)), key=identity)
+
+
 def nested_fields(tensors: dict[str, torch.Tensor], response_mask_nested) -> TensorDict:
     """``(B, R)`` padded tensors -> verl's per-sample nested layout (row i keeps sample i's first
     ``len_i`` tokens, ``len_i`` from ``response_mask_nested``), the form written back to TransferQueue."""
@@ -145,6 +161,15 @@ class CoarsPPOTrainer(PPOTrainerSync):
         if self.sd_config.mode == MODE_RLSD:
             logger.info("coars: rlsd lambda %.3g decays to 0 over %d of the run's %d training steps", self.sd_config.lam0,
                         self.sd_config.lambda_decay_steps, self.total_training_steps)
+
+    def _balance_batch(self, batch, metrics, *args, **kwargs):
+        """verl's balancing of the batch over data-parallel ranks, from an order that does not depend on
+        when each sample arrived: the replay buffer hands out samples in arrival order, which decides
+        verl's tie-breaks here and so which samples share an update's mini-batch; with seeded sampling
+        the same job then trains on the same rollouts in the same mini-batches (:func:`arrival_free_order`)."""
+        stored = tq.kv_batch_get(keys=batch.keys, partition_id=batch.partition_id, select_fields=["index"])
+        batch.reorder(arrival_free_order(batch.keys, batch.tags, [getattr(i, "data", i) for i in list(stored["index"])]))
+        return super()._balance_batch(batch, metrics, *args, **kwargs)
 
     # ------------------------------------------------------------------ advantage
     def _compute_advantage(self, batch, metrics: dict):
