@@ -18,7 +18,8 @@ budget of a role is ``rollout.response_length``; the dialogue ends cleanly when 
 verl's conventions, as in its own agent loops: ``run`` and each turn's generation are
 ``rollout_trace_op``s, so verl's rollout tracing (``rollout.trace.backend``) shows a dialogue with
 both roles' turns; request ids are deterministic under ``rollout.full_determinism`` (from the
-sample's ``priority``, as verl's loops derive theirs), random otherwise.
+sample's ``priority`` as verl's loops derive theirs, or, in verl's V1 workers, which pass none, from
+its step, row index and session: :func:`deterministic_dialogue_id`), random otherwise.
 """
 
 from __future__ import annotations
@@ -73,6 +74,17 @@ class RoleStream:
         return bool(self.token_ids)
 
 
+def deterministic_dialogue_id(priority: Optional[int], sample: dict[str, Any]) -> str:
+    """A dialogue's id under ``rollout.full_determinism``: the same in every run of a job, different for
+    every dialogue of a step. verl's agent-loop manager passes each sample a ``priority`` unique in its
+    batch, and verl's loops build ``det-<priority>`` from it; verl's V1 (TransferQueue) workers pass
+    none, but every sample carries its step, its dataset row's ``index`` and its ``session_id`` (its
+    place among the ``rollout.n`` samples of the row), which name it as uniquely."""
+    if priority is not None:
+        return f"det-{int(priority)}"
+    return f"det-{sample.get('global_steps')}-{sample.get('index')}-{sample.get('session_id')}"
+
+
 def role_request_ids(dialogue_id: str) -> dict[str, str]:
     """Each role's request id in the dialogue ``dialogue_id``: one per role for all its turns, because
     verl's router keeps the turns of one request id on one server, whose prefix cache holds that
@@ -125,13 +137,11 @@ class CoarsDialogueAgentLoop(AgentLoopBase):
         self.want_logprobs = bool(self.rollout_config.calculate_log_probs)
 
     @rollout_trace_op
-    async def run(self, sampling_params: dict[str, Any], priority: int = 0, **kwargs) -> list[AgentLoopOutput]:
+    async def run(self, sampling_params: dict[str, Any], priority: Optional[int] = None, **kwargs) -> list[AgentLoopOutput]:
         core = {"s": 0.0}  # time spent in the dialogue core, for the own-code share metric
         with _timed(core):
             dialogue = Dialogue.from_extra_info(kwargs["extra_info"], self.dialogue_config)
-        # verl's rule: priority (np.int64 from the batch) is unique per sample of a batch; without full
-        # determinism a random id, since callers that pass no priority would all share one
-        dialogue_id = f"det-{int(priority)}" if getattr(self.rollout_config, "full_determinism", False) else uuid4().hex
+        dialogue_id = deterministic_dialogue_id(priority, kwargs) if getattr(self.rollout_config, "full_determinism", False) else uuid4().hex
         request_ids = role_request_ids(dialogue_id)
         streams = {role: RoleStream(role, request_id=request_ids[role]) for role in ROLES}
         metrics: dict[str, Any] = {}

@@ -93,18 +93,25 @@ def process_logits(logits: torch.Tensor, settings: Sequence[SamplingSettings], p
     return out
 
 
+DETERMINISTIC_REQUEST_PREFIX = "det-"
+"""verl's mark of a request id that is the same in every run of a job (``rollout.full_determinism``)."""
+
+
 class PromptSeeds:
     """Seeds for sampled requests taken from what is asked, not from when it arrives.
 
     With one shared generator, which tokens a request draws depends on the order and company in
     which concurrent requests reach the engine, so two runs of the same job sample different
-    rollouts. Here a request's seed is a hash of the base seed, the training step, its prompt ids
-    and how many identical prompts came before it in that step: two runs that send the same
-    prompts at the same step sample the same tokens, whatever the arrival order (identical prompts
-    swap seeds among themselves, which leaves each group's set of samples unchanged; two dataset
-    rows with one prompt, though, exchange samples by arrival order, and with them their rewards).
-    The count is kept per step only (reset when the step changes), so memory stays bounded by one
-    step's distinct prompts.
+    rollouts. Here a request's seed is a hash of the base seed, the training step, its prompt ids,
+    its request id when that id is deterministic (verl's ``det-`` ids under
+    ``rollout.full_determinism``; the ``coars_dialogue`` loop's name the step, the dataset row, the
+    sample of the group and the role) and how many identical (id, prompt) pairs came before it in
+    that step. With deterministic ids every request has a seed of its own, whatever the arrival
+    order and whichever replica serves it, and two dataset rows that share a prompt keep their own
+    samples. Without them (random ids) identical prompts swap seeds among themselves, which leaves
+    each group's set of samples unchanged, but two rows with one prompt exchange samples by arrival
+    order. The count is kept per step only (reset when the step changes), so memory stays bounded
+    by one step's distinct requests.
     """
 
     def __init__(self, base_seed: int):
@@ -112,13 +119,14 @@ class PromptSeeds:
         self._step: Optional[int] = None
         self._seen: Counter[bytes] = Counter()
 
-    def seed_for(self, prompt_ids: Sequence[int], step: Optional[int]) -> int:
+    def seed_for(self, prompt_ids: Sequence[int], step: Optional[int], request_id: Optional[str] = None) -> int:
         if step != self._step:
             self._step, self._seen = step, Counter()
-        prompt_key = hashlib.blake2b(b",".join(str(int(t)).encode() for t in prompt_ids), digest_size=16).digest()
-        occurrence = self._seen[prompt_key]
-        self._seen[prompt_key] += 1
-        material = f"{self.base_seed}|{step}|{occurrence}|".encode() + prompt_key
+        identity = request_id if request_id and request_id.startswith(DETERMINISTIC_REQUEST_PREFIX) else ""
+        key = hashlib.blake2b(identity.encode() + b"|" + b",".join(str(int(t)).encode() for t in prompt_ids), digest_size=16).digest()
+        occurrence = self._seen[key]
+        self._seen[key] += 1
+        material = f"{self.base_seed}|{step}|{occurrence}|".encode() + key
         return int.from_bytes(hashlib.blake2b(material, digest_size=8).digest(), "big") >> 1  # torch seeds are < 2**63
 
 

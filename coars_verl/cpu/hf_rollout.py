@@ -13,9 +13,10 @@ The served weights use ``actor_rollout_ref.rollout.dtype`` (use float32 on CPU).
 come from ``actor_rollout_ref.rollout.engine_kwargs.hf``: ``max_batch_size`` (64),
 ``batch_wait_ms`` (5), ``num_threads`` (``COARS_CPU_THREADS``, else all cores), ``seed_from_prompt`` (false: sampled
 requests without a seed of their own draw from one generator seeded with ``rollout.seed``, so
-what a request samples depends on arrival order; true: each gets a seed from its prompt and step,
-see :class:`PromptSeeds`, and two runs of one job on one replica sample the same rollouts while
-the weights are the same).
+what a request samples depends on arrival order; true, the CPU recipes' setting: each gets a seed
+from its prompt, step and deterministic request id, see :class:`PromptSeeds`, and two runs of one
+job sample the same rollouts while the weights are the same; with ``rollout.full_determinism``,
+also on however many replicas).
 """
 
 from __future__ import annotations
@@ -104,7 +105,11 @@ class HFRolloutServer:
         self.options = _engine_options(self.config)
         self.max_batch_size = int(self.options.get("max_batch_size", 64))
         self.batch_wait_s = float(self.options.get("batch_wait_ms", 5)) / 1000.0
-        self.prompt_seeds = PromptSeeds(self.config.seed + replica_rank) if bool(self.options.get("seed_from_prompt", False)) else None
+        # with deterministic request ids (rollout.full_determinism) the id tells requests apart on every
+        # replica, so the seed does not depend on which replica serves a request (1 or 2 ranks sample alike);
+        # without them, the replica rank keeps identical prompts on two replicas from drawing the same tokens
+        base_seed = self.config.seed if getattr(self.config, "full_determinism", False) else self.config.seed + replica_rank
+        self.prompt_seeds = PromptSeeds(base_seed) if bool(self.options.get("seed_from_prompt", False)) else None
         self.global_steps: Optional[int] = None
         self.engine: Optional[HFGenerationEngine] = None
         self._queue: Optional[asyncio.Queue] = None
@@ -172,7 +177,7 @@ class HFRolloutServer:
         if self._paused:
             return TokenOutput(token_ids=[], log_probs=None, stop_reason="aborted", extra_fields=extra_fields)
         if self.prompt_seeds is not None and settings.seed is None and not settings.greedy:
-            settings = replace(settings, seed=self.prompt_seeds.seed_for(prompt_ids, self.global_steps))
+            settings = replace(settings, seed=self.prompt_seeds.seed_for(prompt_ids, self.global_steps, request_id))
 
         future = asyncio.get_running_loop().create_future()
         self._in_flight += 1

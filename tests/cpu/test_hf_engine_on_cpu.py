@@ -120,3 +120,16 @@ def test_prompt_seeds_follow_the_prompt_and_its_count_not_the_arrival_order():
     assert PromptSeeds(0).seed_for(a, step=4) != in_order[0], "the step is part of the seed"
     assert PromptSeeds(1).seed_for(a, step=3) != in_order[0], "the base seed is part of the seed"
     assert second.seed_for(a, step=4) == PromptSeeds(0).seed_for(a, step=4), "a new step starts the counts afresh"
+
+
+def test_deterministic_request_ids_keep_rows_that_share_a_prompt_apart():
+    """Two dataset rows (or two samples of a group) with one prompt: with verl's ``det-`` ids each keeps
+    its own seed whatever the arrival order; a random id adds nothing (it differs in every run)."""
+    prompt = [5, 6, 7]
+    rows = ["det-1-10-0-recommender", "det-1-11-0-recommender"]
+    in_order = [PromptSeeds(0).seed_for(prompt, 1, rows[0]), PromptSeeds(0).seed_for(prompt, 1, rows[1])]
+    seeds = PromptSeeds(0)
+    reversed_order = [seeds.seed_for(prompt, 1, rows[1]), seeds.seed_for(prompt, 1, rows[0])][::-1]
+    assert in_order == reversed_order and in_order[0] != in_order[1]
+    assert PromptSeeds(0).seed_for(prompt, 1, "0f3a9c-random") == PromptSeeds(0).seed_for(prompt, 1), "a random id is ignored"
+    assert PromptSeeds(0).seed_for(prompt, 1, rows[0]) != PromptSeeds(0).seed_for(prompt, 1), "a deterministic id counts"

@@ -118,6 +118,19 @@ def test_request_ids_are_deterministic_per_dialogue_and_role_under_full_determin
     assert {rid for _, rid in other}.isdisjoint({rid for _, rid in first})  # another sample: other ids
 
 
+def test_verl_v1_samples_without_a_priority_get_ids_from_their_step_row_and_session(tokenizer):
+    """verl's V1 workers pass no priority (every sample would be det-0 otherwise): the step, the dataset
+    row's index and the session (the sample's place in its group) name the dialogue."""
+    sample = {"global_steps": 3, "index": 12, "session_id": 1}
+    first = _request_ids(_run(tokenizer, THREE_TURNS, sample, full_determinism=True)[1])
+    again = _request_ids(_run(tokenizer, THREE_TURNS, sample, full_determinism=True)[1])
+    sibling = _request_ids(_run(tokenizer, THREE_TURNS, {**sample, "session_id": 2}, full_determinism=True)[1])
+    other_row = _request_ids(_run(tokenizer, THREE_TURNS, {**sample, "index": 13}, full_determinism=True)[1])
+    assert first == again and {rid for _, rid in first} == {"det-3-12-1-recommender", "det-3-12-1-user"}
+    for other in (sibling, other_row):
+        assert {rid for _, rid in other}.isdisjoint({rid for _, rid in first})
+
+
 def test_request_ids_are_random_without_full_determinism(tokenizer):
     # two dialogues without a priority must not share ids (verl's router would pin them to one server)
     first = _request_ids(_run(tokenizer, THREE_TURNS)[1])

@@ -17,6 +17,7 @@ PINNED = {
     "_save_checkpoint": ("8c2435b577e54f19", "we write coars_memory.json before it (it writes the resume marker last)"),
     "_load_checkpoint": ("bb446d77c48ac6cc", "we restore coars_memory.json after it, from the same step folder"),
     "_compute_ref_log_prob": ("f4d69ef51b12c284", "we skip it when no reference policy is needed"),
+    "_balance_batch": ("f9b6e887d7504a65", "we sort the batch by what each sample is before it (arrival_free_order)"),
     "_init_dataloader": ("86cf3749e087b883", "we resolve the lambda schedule after it, from the total_training_steps it sets"),
 }
 
