@@ -13,17 +13,7 @@ from coars_verl.constants import ROLE_RECOMMENDER, ROLE_USER
 from coars_verl.dialogue.transcript import Transcript
 from coars_verl.distill.batch_contexts import StudentSample, batch_teacher_prompts
 from coars_verl.distill.config import SelfDistillConfig
-from coars_verl.distill.contexts import (
-    NEEDS_DIALOGUE,
-    SampleEvidence,
-    TeacherSource,
-    first_teacher_context,
-    register_teacher_source,
-    teacher_source,
-    teacher_source_names,
-    unregister_teacher_source,
-    user_only_source_names,
-)
+from coars_verl.distill import contexts as registry
 from coars_verl.recipes import RECIPES_DIR
 
 from distill_fakes import evidence
@@ -31,7 +21,7 @@ from distill_fakes import evidence
 REPO = Path(__file__).resolve().parents[2]
 
 
-def first_rejection(evidence: SampleEvidence):
+def first_rejection(evidence: registry.SampleEvidence):
     """A throwaway source: the first item the user rejected in this dialogue."""
     rejected = evidence.transcript.rejected_turns
     return f"The user first rejected {rejected[0].rec_item_title}." if rejected else None
@@ -39,12 +29,12 @@ def first_rejection(evidence: SampleEvidence):
 
 @pytest.fixture
 def throwaway():
-    source = register_teacher_source(TeacherSource(
-        name="first_rejection", summary="the first rejected item", needs=(NEEDS_DIALOGUE,),
+    source = registry.register_teacher_source(registry.TeacherSource(
+        name="first_rejection", summary="the first rejected item", needs=(registry.NEEDS_DIALOGUE,),
         headers={ROLE_RECOMMENDER: "", ROLE_USER: ""}, dialogue=first_rejection,
     ))
     yield source
-    unregister_teacher_source(source.name)
+    registry.unregister_teacher_source(source.name)
 
 
 def render(messages):
@@ -52,7 +42,7 @@ def render(messages):
 
 
 def test_a_registered_source_reaches_the_batch_prompts_and_the_driver_check(throwaway, miss_summary, hit_turn1_summary):
-    assert "first_rejection" in teacher_source_names()
+    assert "first_rejection" in registry.teacher_source_names()
     cfg = SelfDistillConfig(sources=("first_rejection", "hindsight"))  # the config accepts it
     messages = [{"role": "system", "content": "You recommend."}, {"role": "user", "content": "go"}]
     samples = [StudentSample(uid="p", role=ROLE_RECOMMENDER, reward=0.0, messages=messages, prompt_ids=render(messages),
@@ -72,37 +62,37 @@ def test_a_registered_source_reaches_the_batch_prompts_and_the_driver_check(thro
                    "reward": {"reward_manager": {"name": "naive"}}}
     problems = composition_problems(single_turn)
     assert any("first_rejection" in p and "without a dialogue" in p for p in problems), problems  # it has no single-turn builder
-    assert "first_rejection" not in user_only_source_names()  # it reads the dialogue: not an evaluation choice
+    assert "first_rejection" not in registry.user_only_source_names()  # it reads the dialogue: not an evaluation choice
 
 
 def test_an_unknown_source_fails_with_the_registered_names_and_never_falls_back(miss_summary):
     with pytest.raises(ValueError, match=r"oracle.*registered.*target"):
         SelfDistillConfig(sources=("oracle",))
     with pytest.raises(ValueError, match=r"unknown teacher-context source 'oracle'; registered: .*target"):
-        first_teacher_context(("oracle",), evidence(ROLE_RECOMMENDER, miss_summary))
+        registry.first_teacher_context(("oracle",), evidence(ROLE_RECOMMENDER, miss_summary))
     with pytest.raises(ValueError, match="oracle"):
-        teacher_source("oracle")
+        registry.teacher_source("oracle")
     bad = {"algorithm": {"adv_estimator": "coars_grpo", "coars": {"self_distill": {"sources": ["oracle"]}}},
            "trainer": {"v1": {"trainer_mode": "coars_sync"}}}
     assert any("oracle" in p and "registered" in p for p in composition_problems(bad))
 
 
 def test_a_name_is_registered_once(throwaway):
-    register_teacher_source(throwaway)  # the same object again (a module imported twice): fine
+    registry.register_teacher_source(throwaway)  # the same object again (a module imported twice): fine
     with pytest.raises(ValueError, match="registered already"):
-        register_teacher_source(TeacherSource(name="first_rejection", summary="", needs=(), headers={}, dialogue=first_rejection))
+        registry.register_teacher_source(registry.TeacherSource(name="first_rejection", summary="", needs=(), headers={}, dialogue=first_rejection))
     with pytest.raises(ValueError, match="needs"):
-        TeacherSource(name="x", summary="", needs=("telepathy",), headers={}, dialogue=first_rejection)
+        registry.TeacherSource(name="x", summary="", needs=("telepathy",), headers={}, dialogue=first_rejection)
 
 
 def test_the_leaking_source_is_marked_and_never_a_default():
-    assert [name for name in teacher_source_names() if teacher_source(name).leaks_answer] == ["target"]
+    assert [name for name in registry.teacher_source_names() if registry.teacher_source(name).leaks_answer] == ["target"]
     assert not set(SelfDistillConfig().sources) & {"target"}
-    assert set(user_only_source_names()) == {"memory", "neighbor"}
+    assert set(registry.user_only_source_names()) == {"memory", "neighbor"}
 
 
 def test_every_built_in_source_has_its_ablation_recipe_and_its_row_in_the_docs():
-    names = set(teacher_source_names())
+    names = set(registry.teacher_source_names())
     recipes = {path.stem.removeprefix("teacher_") for path in (RECIPES_DIR / "ablation").glob("teacher_*.yaml")} - {"reference"}
     assert recipes == names
     for name in names:
@@ -112,5 +102,5 @@ def test_every_built_in_source_has_its_ablation_recipe_and_its_row_in_the_docs()
     documented = {name: (summary, needs, single) for name, summary, needs, single in rows}
     assert set(documented) == names
     for name in names:
-        source = teacher_source(name)
+        source = registry.teacher_source(name)
         assert documented[name] == (source.summary, ", ".join(source.needs), "yes" if source.single_turn else "no"), name

@@ -25,10 +25,6 @@ def whole_dialogue(evidence: SampleEvidence) -> str | None:
     return fit_budget(lines + [outcome_line(evidence.role, transcript)], evidence.max_chars)
 
 
-HINDSIGHT = register_teacher_source(TeacherSource(
-    name="hindsight",
-    summary="this dialogue's feedback and final outcome, the target never named",
-    needs=(NEEDS_DIALOGUE,),
-    headers=HEADERS,
-    dialogue=whole_dialogue,
-))
+SUMMARY = "this dialogue's feedback and final outcome, the target never named"
+HINDSIGHT = register_teacher_source(TeacherSource(name="hindsight", summary=SUMMARY, needs=(NEEDS_DIALOGUE,), headers=HEADERS,
+                                                  dialogue=whole_dialogue))

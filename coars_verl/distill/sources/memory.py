@@ -68,11 +68,6 @@ def earlier_answers(evidence: SampleEvidence) -> str | None:
     return fit_budget([header] + [f"- reward {float(r['reward']):.3g}: {r['answer']}" for r in records], evidence.max_chars)
 
 
-MEMORY = register_teacher_source(TeacherSource(
-    name="memory",
-    summary="past dialogues of the same user from earlier steps (single-turn: earlier answers under self_distill.memory_key)",
-    needs=(NEEDS_MEMORY,),
-    headers=HEADERS,
-    dialogue=user_dialogue_notes,
-    single_turn=earlier_answers,
-))
+SUMMARY = "past dialogues of the same user from earlier steps (single-turn: earlier answers under self_distill.memory_key)"
+MEMORY = register_teacher_source(TeacherSource(name="memory", summary=SUMMARY, needs=(NEEDS_MEMORY,), headers=HEADERS,
+                                               dialogue=user_dialogue_notes, single_turn=earlier_answers))

@@ -39,10 +39,6 @@ def overlapping_users(evidence: SampleEvidence) -> str | None:
     return fit_budget([HEADERS[evidence.role]] + lines, evidence.max_chars)
 
 
-NEIGHBOR = register_teacher_source(TeacherSource(
-    name="neighbor",
-    summary="earlier dialogues of other users whose item histories overlap this user's",
-    needs=(NEEDS_MEMORY, NEEDS_ITEM_HISTORY),
-    headers=HEADERS,
-    dialogue=overlapping_users,
-))
+SUMMARY = "earlier dialogues of other users whose item histories overlap this user's"
+NEIGHBOR = register_teacher_source(TeacherSource(name="neighbor", summary=SUMMARY, needs=(NEEDS_MEMORY, NEEDS_ITEM_HISTORY),
+                                                 headers=HEADERS, dialogue=overlapping_users))

@@ -69,11 +69,7 @@ def better_answer(evidence: SampleEvidence) -> str | None:
     return fit_budget([header, evidence.group[best].answer or ""], evidence.max_chars)
 
 
-SIBLING = register_teacher_source(TeacherSource(
-    name="sibling",
-    summary="the best successful dialogue of the same (prompt, role) group in this step, if strictly better (single-turn: the best-scored answer)",
-    needs=(NEEDS_GROUP,),
-    headers=HEADERS,
-    dialogue=better_dialogue,
-    single_turn=better_answer,
-))
+SUMMARY = ("the best successful dialogue of the same (prompt, role) group in this step, if strictly better (single-turn: the "
+           "best-scored answer)")
+SIBLING = register_teacher_source(TeacherSource(name="sibling", summary=SUMMARY, needs=(NEEDS_GROUP,), headers=HEADERS,
+                                                dialogue=better_dialogue, single_turn=better_answer))

@@ -29,12 +29,6 @@ def reference_answer(evidence: SampleEvidence) -> str | None:
     return fit_budget([HEADERS[ROLE_SINGLE], str(evidence.ground_truth)], evidence.max_chars)
 
 
-TARGET = register_teacher_source(TeacherSource(
-    name="target",
-    summary="the ground-truth item (leaks the answer: ablation upper bound only)",
-    needs=(NEEDS_GROUND_TRUTH,),
-    headers=HEADERS,
-    dialogue=target_item,
-    single_turn=reference_answer,
-    leaks_answer=True,
-))
+SUMMARY = "the ground-truth item (leaks the answer: ablation upper bound only)"
+TARGET = register_teacher_source(TeacherSource(name="target", summary=SUMMARY, needs=(NEEDS_GROUND_TRUTH,), headers=HEADERS,
+                                               dialogue=target_item, single_turn=reference_answer, leaks_answer=True))
