@@ -141,6 +141,7 @@ def write_json_atomically(path: Path, payload: Any) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.chmod(tmp, 0o644)  # mkstemp's 0600 would hide the dump from other readers
         with os.fdopen(fd, "w") as f:
             json.dump(payload, f, ensure_ascii=False, separators=(",", ":"))
             f.flush()
