@@ -77,17 +77,16 @@ def segments(sample: dict) -> list[dict]:
 
 def chat_turns(dialogue: dict) -> list[dict]:
     """The dialogue as a chat: the k-th own run of the recommender's sample, then the k-th own run of
-    the user agent's sample, and so on (each role's own tokens, coloured by its own credit)."""
-    own = {}
-    for sample in dialogue["samples"]:
-        own[sample["role"]] = [run for run in segments(sample) if run["own"]]
-    order = [r for r in ("recommender", "user") if r in own] + sorted(r for r in own if r not in ("recommender", "user"))
+    the user agent's sample, and so on (each role's own tokens, coloured by its own credit). Samples
+    of other roles (a single-turn task's answers of one prompt) follow in key order."""
+    rank = {"recommender": 0, "user": 1}
+    samples = sorted(dialogue["samples"], key=lambda s: (rank.get(s["role"], 2), s["key"]))
+    own = [(s, [run for run in segments(s) if run["own"]]) for s in samples]
     turns = []
-    for k in range(max((len(v) for v in own.values()), default=0)):
-        for role in order:
-            if k < len(own[role]):
-                key = next(s["key"] for s in dialogue["samples"] if s["role"] == role)
-                turns.append({"role": role, "turn": k + 1, "key": key, "tokens": own[role][k]["tokens"]})
+    for k in range(max((len(runs) for _, runs in own), default=0)):
+        for sample, runs in own:
+            if k < len(runs):
+                turns.append({"role": sample["role"], "turn": k + 1, "key": sample["key"], "tokens": runs[k]["tokens"]})
     return turns
 
 

@@ -144,3 +144,11 @@ def test_the_command_writes_one_self_contained_page(tmp_path, capsys):
 def test_help_runs_as_a_module():
     out = subprocess.run([sys.executable, "-m", "coars_verl.viewer", "--help"], capture_output=True, text=True)
     assert out.returncode == 0 and "RUN_DIR" in out.stdout and "--out" in out.stdout
+
+
+def test_every_sample_of_a_single_turn_session_is_shown(tmp_path):
+    """Catches samples of one role overwriting each other (a single-turn task's answers of one prompt)."""
+    samples = [fake_sample(f"s_0_{i}", "single", [1, 1], float(i)) for i in range(3)]
+    write_step(tmp_path / "rollouts", step_payload(1, {"mode": "rlsd", "lambda": 0.5, "eps_w": 0.2}, samples))
+    page = PageReader(build(tmp_path).read_text())
+    assert [m["key"] for m in page.messages] == ["s_0_0", "s_0_1", "s_0_2"]
