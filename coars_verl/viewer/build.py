@@ -32,6 +32,19 @@ PLOTS = (
     ("Teacher context share per source", "coars/sd/context_share/"),
     ("Delta mean (nats)", {"all": "coars/sd/all/delta_mean", "recommender": "coars/sd/recommender/delta_mean", "user": "coars/sd/user/delta_mean"}),
 )
+ROLE_ORDER = {"recommender": 0, "user": 1}
+SCALE_QUANTILE = 0.95
+"""Full colour at this quantile of |value - centre| over the page's trained tokens (beyond it, saturated):
+one outlying token does not wash out the others."""
+
+
+def colour_scale(spread: list[float]) -> float:
+    if not spread:
+        return 1.0
+    ordered = sorted(spread)
+    return ordered[min(int(SCALE_QUANTILE * len(ordered)), len(ordered) - 1)] or ordered[-1] or 1.0
+
+
 COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b")
 
 
@@ -79,8 +92,7 @@ def chat_turns(dialogue: dict) -> list[dict]:
     """The dialogue as a chat: the k-th own run of the recommender's sample, then the k-th own run of
     the user agent's sample, and so on (each role's own tokens, coloured by its own credit). Samples
     of other roles (a single-turn task's answers of one prompt) follow in key order."""
-    rank = {"recommender": 0, "user": 1}
-    samples = sorted(dialogue["samples"], key=lambda s: (rank.get(s["role"], 2), s["key"]))
+    samples = sorted(dialogue["samples"], key=lambda s: (ROLE_ORDER.get(s["role"], 2), s["key"]))
     own = [(s, [run for run in segments(s) if run["own"]]) for s in samples]
     turns = []
     for k in range(max((len(runs) for _, runs in own), default=0)):
@@ -153,7 +165,7 @@ def training_page(run_dir: Path) -> Page:
     credit = find_credit_folder(run_dir)
     steps = read_credit_steps(credit) if credit is not None else []
     metrics = read_metrics_lenient(run_dir / "metrics.jsonl")
-    scales = {q: 0.0 for q, _, _ in QUANTITIES}
+    spreads: dict[str, list[float]] = {q: [] for q, _, _ in QUANTITIES}
     views = []
     for payload in steps:
         dialogues = []
@@ -164,13 +176,13 @@ def training_page(run_dir: Path) -> Page:
                     values = sample.get(name) if q != "w" else (sample.get("weight") if sample.get("weight") is not None else sample.get("additive_term"))
                     if values:
                         own = [v for v, m in zip(values, sample["response_mask"]) if m]
-                        if own:
-                            center = 1.0 if q == "w" and sample.get("weight") is not None else 0.0
-                            scales[q] = max(scales[q], max(abs(v - center) for v in own))
+                        center = 1.0 if q == "w" and sample.get("weight") is not None else 0.0
+                        spreads[q] += [abs(v - center) for v in own]
             dialogues.append({
                 "session": dialogue["session"], "summary": summary, "rewards": dialogue["rewards"], "turns": chat_turns(dialogue),
                 "samples": [{"key": s["key"], "role": s["role"], "reward": s["reward"], "teacher": s.get("teacher"),
-                             "tokens": len(s["tokens"]), "trained": sum(s["response_mask"])} for s in dialogue["samples"]],
+                             "tokens": len(s["tokens"]), "trained": sum(s["response_mask"])}
+                            for s in sorted(dialogue["samples"], key=lambda s: (ROLE_ORDER.get(s["role"], 2), s["key"]))],
             })
         views.append({"step": payload["step"], "settings": payload.get("self_distill", {}), "dialogues": dialogues})
     settings = steps[-1].get("self_distill", {}) if steps else {}
@@ -178,7 +190,7 @@ def training_page(run_dir: Path) -> Page:
     table = [(k, last[k]) for k in ("coars/dialogue/hit_rate", "coars/rec/reward_mean", "coars/user/reward_mean", "coars/sd/context_share",
                                     "coars/sd/all/delta_mean") if k in last]
     return Page(title=f"CoARS run: {run_dir.name}", kind="training", steps=views, plots=metric_plots(metrics), metrics_table=table,
-                scales={k: v or 1.0 for k, v in scales.items()}, settings=settings)
+                scales={k: colour_scale(v) for k, v in spreads.items()}, settings=settings)
 
 
 def evaluation_turns(summary: dict) -> list[dict]:
