@@ -201,8 +201,8 @@ def evaluation_turns(summary: dict) -> list[dict]:
         pick = lambda name, default="": (summary.get(name) or [])[k] if k < len(summary.get(name) or []) else default  # noqa: E731
         rec_text = raws[k] if k < len(raws) and raws[k] else f"Item: {pick('rec_item_titles')} Reason: {pick('rec_reasons')}"
         verdict = {1: "yes", 0: "no", -1: "did not act"}.get(pick("user_decisions", -1), "?")
-        turns.append({"role": "recommender", "turn": k + 1, "text": rec_text,
-                      "note": ("target" if pick("is_target", False) else "") + (f" invalid: {pick('rec_error')}" if not pick("rec_valid", True) else "")})
+        notes = (["target"] if pick("is_target", False) else []) + ([f"invalid: {pick('rec_errors') or pick('rec_problems')}"] if not pick("rec_valid", True) else [])
+        turns.append({"role": "recommender", "turn": k + 1, "text": rec_text, "note": ", ".join(notes)})
         if pick("user_decisions", -1) != -1:
             user_text = users[k] if k < len(users) and users[k] else pick("user_reasons")
             turns.append({"role": "user", "turn": k + 1, "text": user_text, "note": f"verdict: {verdict}"})

@@ -98,6 +98,7 @@ def test_an_evaluation_folder_opens_with_verdicts_and_metrics_and_no_credit(tmp_
     ]
     assert all("data-a" not in t for m in page.messages for t in m["tokens"])
     assert "verdict: no" in html and "dialogue/hit_at_1" in html and 'id="quantity"' not in html
+    assert "(target)" in html and "(invalid: no_item)" in html  # the turn's own notes, from the summary's per-turn lists
 
 
 def test_dumped_rows_are_the_first_sessions_in_key_order_with_every_role():
