@@ -45,7 +45,12 @@ env-gpu: $(STAMP)
 doctor: $(STAMP)
 	$(PY) -m coars_verl.doctor
 
+# The viewer's browser test needs Chromium and its driver (Debian packages); installed here where apt-get
+# works as root, otherwise that test skips (under CI=true it fails).
 test: $(STAMP)
+	-@command -v chromium >/dev/null && command -v chromedriver >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \
+	  && (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null); } \
+	  || echo "make test: chromium or chromedriver missing and not installable here; the viewer's browser test will skip"
 	$(PY) -m coars_verl.doctor
 	HF_HUB_OFFLINE=1 $(PY) -m pytest -q -p no:cacheprovider
 

@@ -20,8 +20,9 @@ from omegaconf import DictConfig, OmegaConf
 
 from coars_verl.constants import ADV_ESTIMATOR_NAME, AGENT_LOOP_NAME, REWARD_MANAGER_NAME, TRAINER_MODE_NAME
 
-COARS_SECTIONS = ("dialogue", "agent_loop", "reward", "prompts")
-"""What may stand under ``coars``: read by the agent loop (dialogue, agent_loop, prompts) and the reward manager (reward)."""
+COARS_SECTIONS = ("dialogue", "agent_loop", "reward", "prompts", "dump")
+"""What may stand under ``coars``: read by the agent loop (dialogue, agent_loop, prompts), the reward manager (reward) and the
+trainer's credit dump (dump, :mod:`coars_verl.credit_dump`)."""
 ALGORITHM_COARS_SECTIONS = ("self_distill",)
 
 class CompositionError(ValueError):
@@ -100,6 +101,7 @@ def _container(config: Any, path: str) -> dict:
 def setting_problems(config: Any) -> list[str]:
     """Unknown keys and invalid values under ``coars`` and ``algorithm.coars``, with each component's own message."""
     from coars_verl.agent_loop_config import AgentLoopConfig
+    from coars_verl.credit_dump import DumpConfig
     from coars_verl.distill.config import SelfDistillConfig
     from coars_verl.dialogue.state import DialogueConfig
     from coars_verl.rewards.interaction import reward_config
@@ -116,6 +118,7 @@ def setting_problems(config: Any) -> list[str]:
         lambda: DialogueConfig.from_mapping(coars.get("dialogue") or {}, coars.get("prompts") or {}),
         lambda: reward_config(config),
         lambda: SelfDistillConfig.from_mapping(algorithm_coars.get("self_distill") or {}),
+        lambda: DumpConfig.from_mapping(coars.get("dump") or {}),
     )
     for check in checks:
         try:

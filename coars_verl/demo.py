@@ -3,7 +3,8 @@
 ``--task learning`` (the default; ``make demo``): learning you can see, in about 6 minutes. On the
 controlled learning task (``data_prep/learning_task.py``), builds the cold-start tiny model,
 trains CoARS through ``main_ppo`` and prints held-out Hit@1 before and after, and where the curve
-is (:mod:`coars_verl.bench.learning` with its ``demo`` preset).
+is (:mod:`coars_verl.bench.learning` with its ``demo`` preset), and ends by writing the run's viewer
+page (:mod:`coars_verl.viewer`: its dialogues and token credit) and printing its path.
 
 ``--task ml100k`` (``make demo-ml100k``): the pipeline on real data, which the tiny model cannot
 learn (it knows nothing about films):
@@ -104,6 +105,7 @@ def main(argv: list[str] | None = None) -> int:
         f"trainer.total_training_steps={args.steps}",
         f"trainer.default_local_dir={run_dir / 'checkpoints'}",
         f"trainer.save_freq={args.steps}",
+        f"trainer.rollout_data_dir={run_dir / 'rollouts'}",
         *args.overrides,
     ]
     print(f"training: main_ppo --config-name cpu_coars_tiny ({args.steps} steps); log: {run_dir / 'train.log'}")
@@ -119,6 +121,8 @@ def main(argv: list[str] | None = None) -> int:
     summary = {"run_dir": str(run_dir), "log": str(run.log_path), "metrics": str(run.metrics_path), "wall_s": round(run.wall_s, 1), "table": str(table)}
     (run_dir / "demo_summary.json").write_text(json.dumps(summary, indent=2))
     print(f"\ntraining took {run.wall_s:.0f} s. logs: {run.log_path}\nmetrics (one JSON per step): {run.metrics_path}\nevaluation table: {table}")
+    print(f"viewer (training dialogues and token credit): {viewer_page(run_dir)}\n"
+          f"viewer (evaluated dialogues): {viewer_page(run_dir / 'eval' / 'trained')}")
     return 0
 
 
@@ -139,7 +143,15 @@ def learning_demo(artifacts: Path, steps: int | None) -> int:
     print(f"\nheld-out Hit@1 (greedy, {preset.test_users} test users): before training {100 * before:.1f} %, "
           f"after {curve[-1]['step']} CoARS steps {100 * after:.1f} %")
     print(f"curve: {out / 'curves.png'}\ntraining log: {out / 'runs' / 'coars-s0' / 'train.log'}")
+    print(f"viewer (the run's dialogues and token credit, open in a browser): {viewer_page(out / 'runs' / 'coars-s0')}")
     return 0
+
+
+def viewer_page(run_dir: Path) -> Path:
+    """The viewer page of a training run or an evaluation folder (:mod:`coars_verl.viewer`), written to ``RUN_DIR/viewer.html``."""
+    from coars_verl.viewer import build
+
+    return build(run_dir)
 
 
 def evaluate_demo(run_dir: Path, model: Path, data: Path, args) -> Path:

@@ -42,7 +42,8 @@ from verl.trainer.ppo.v1.trainer_base import register_trainer
 from verl.trainer.ppo.v1.trainer_sync import PPOTrainerSync
 from verl.workers.utils.padding import response_to_nested
 
-from coars_verl.algo.advantage import clip_hit_mask, delta_stats, teacher_needed
+from coars_verl import credit_dump
+from coars_verl.algo.advantage import clip_hit_mask, credit_term, delta_stats, teacher_needed
 from coars_verl.algo.role_batch import batch_reward_infos, role_scores, scores_on_last_token, self_distill_delta
 from coars_verl.algo.role_metrics import role_advantage_gap, role_metrics
 from coars_verl.composition import ACTOR_SCORES, REFERENCE_SCORES, check_composition, uses_lora
@@ -151,6 +152,8 @@ class CoarsPPOTrainer(PPOTrainerSync):
         self._sd_off_logged = False
         self.memory = DialogueMemory(max_per_user=self.sd_config.memory_per_user, max_users=self.sd_config.memory_max_users)
         self.reward_config = reward_config(config)
+        self.dump_config = credit_dump.DumpConfig.from_mapping(OmegaConf.select(config, "coars.dump", default=None))
+        self._credit_samples = self._teacher_contexts = self._credit_settings = None
 
     def _init_dataloader(self):
         """verl's data loaders, then the lambda schedule for this run: verl counts the run's steps here
@@ -187,7 +190,9 @@ class CoarsPPOTrainer(PPOTrainerSync):
         item_histories = self._item_histories(batch) if dialogue and self._sources_need(NEEDS_ITEM_HISTORY) else None
         # each real dialogue read once per step: the teacher contexts and the memory use the same transcripts
         transcripts = [Transcript.from_summary(e[EXTRA_SUMMARY]) if r else None for e, r in zip(extras, real)] if dialogue else None
-        delta, has_context = self._advantages(batch, data, extras, roles, scores, real, transcripts, item_histories, metrics)
+        self._teacher_contexts = None
+        outcome, delta, has_context = self._advantages(batch, data, extras, roles, scores, real, transcripts, item_histories, metrics)
+        self._credit_samples = self._capture_credit(batch, data, extras, roles, scores, real, outcome, delta)
         self._log_and_remember(batch, data, extras, roles, scores, reward_infos, real, transcripts, item_histories, delta, has_context,
                                metrics)
         metrics["timing_s/coars_advantage"] = time.perf_counter() - started - metrics.get("timing_s/coars_teacher", 0.0)
@@ -241,7 +246,7 @@ class CoarsPPOTrainer(PPOTrainerSync):
         """Per-role outcome advantages, then, where the teacher can change a sample's credit, the
         teacher pass and the self-distilled advantages; sets ``advantages`` and ``returns``.
         ``transcripts``: each real sample's dialogue (None for a single-turn batch).
-        Returns ``(delta, has_context)`` (None, None without self-distillation)."""
+        Returns ``(outcome advantages, delta, has_context)`` (delta, has_context None without self-distillation)."""
         estimator = core_algos.get_adv_estimator_fn(self.config.algorithm.adv_estimator)
         step = max(self.global_steps - 1, 0)
 
@@ -251,7 +256,7 @@ class CoarsPPOTrainer(PPOTrainerSync):
                              self_distill_delta=delta, global_step=step, self_distill=self.sd_config)
 
         advantages, returns = advantages_with(None)
-        delta = has_context = None
+        outcome, delta, has_context = advantages, None, None
         if self.sd_config.mode != MODE_OFF:
             needed, skipped = teacher_needed(self.sd_config, advantages, data.batch["response_mask"], step)
             wanted = [bool(n) and r for n, r in zip(needed.tolist(), real)]
@@ -265,7 +270,7 @@ class CoarsPPOTrainer(PPOTrainerSync):
                                                           item_histories)
             advantages, returns = advantages_with(delta)
         data.batch["advantages"], data.batch["returns"] = advantages, returns
-        return delta, has_context
+        return outcome, delta, has_context
 
     def _log_and_remember(self, batch, data, extras, roles, scores, reward_infos, real, transcripts, item_histories, delta, has_context,
                           metrics: dict) -> None:
@@ -361,6 +366,7 @@ class CoarsPPOTrainer(PPOTrainerSync):
         cfg = self.sd_config
         samples, fetched = self._student_samples(batch, data, extras, roles, own_role_scores, real, wanted, transcripts, item_histories)
         teacher = batch_teacher_prompts(samples, self._render_prompt, cfg, memory=self.memory, step=self.global_steps)
+        self._teacher_contexts = teacher  # its sources and texts, for the credit dump
         if transcripts is None and cfg.memory_key:  # after the contexts: this step's answers serve later steps only
             for sample in samples:
                 if sample is not None:
@@ -480,6 +486,38 @@ class CoarsPPOTrainer(PPOTrainerSync):
         }
         self._dump_generations(inputs=inputs, outputs=outputs, gts=[None] * len(inputs), scores=scores,
                                reward_extra_infos_dict=per_sample, dump_path=rollout_data_dir)
+        self._write_credit(data["responses"], rollout_data_dir)
+
+    # ------------------------------------------------------------------ credit dump
+    def _capture_credit(self, batch, data, extras, roles, scores, real, outcome, delta) -> list[dict] | None:
+        """The credit of this step's dumped samples (:mod:`coars_verl.credit_dump`), from the very
+        tensors of the update: the outcome advantages, the delta, the final advantages (None when
+        nothing is dumped)."""
+        if not self.config.trainer.get("rollout_data_dir") or self.dump_config.dialogues_per_step == 0:
+            return None
+        rows = credit_dump.dumped_rows(list(batch.keys), real, self.dump_config.dialogues_per_step)
+        cfg, mask, step = self.sd_config, data.batch["response_mask"], max(self.global_steps - 1, 0)
+        term = credit_term(cfg.mode, outcome, delta, mask, eps_w=cfg.eps_w, eta=cfg.eta, clip_c=cfg.clip) if delta is not None else None
+        teacher = self._teacher_contexts
+        self._credit_settings = {"mode": cfg.mode, "lambda": cfg.lam_at(step) if cfg.mode == MODE_RLSD else None, "eps_w": cfg.eps_w,
+                                 "eta": cfg.eta, "clip": cfg.clip}
+        return credit_dump.capture_samples(
+            rows, list(batch.keys), roles, scores.tolist(), mask, outcome, data.batch["advantages"], delta, term,
+            teacher.sources if teacher is not None else {}, teacher.texts if teacher is not None else {},
+            [extras[i].get(EXTRA_SUMMARY) for i in range(len(extras))], credit_dump.term_name(cfg.mode),
+        )
+
+    def _write_credit(self, responses, rollout_data_dir: str) -> None:
+        """``<rollout_data_dir>/credit/step_<N>.json``: the captured samples with their response token
+        ids and each token's text (so no reader needs the tokenizer), written atomically."""
+        samples, self._credit_samples = self._credit_samples, None
+        if samples is None:
+            return
+        rows = responses.unbind()
+        ids = {s["row"]: rows[s["row"]].tolist() for s in samples}
+        tokens = {row: [self.tokenizer.decode([t]) for t in row_ids] for row, row_ids in ids.items()}
+        payload = credit_dump.step_payload(self.global_steps, self._credit_settings, credit_dump.with_tokens(samples, ids, tokens))
+        credit_dump.write_step(rollout_data_dir, payload)
 
     # ------------------------------------------------------------------ memory
     def _remember(self, transcripts, roles, item_histories=None) -> None:

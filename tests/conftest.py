@@ -61,3 +61,25 @@ def learning_task_start(tmp_path_factory) -> tuple[Path, Path]:
     base = tmp_path_factory.mktemp("learning-task")
     data = prepare_task(PRESETS["demo"], base / "data")
     return data, build_start_model(PRESETS["demo"], data, base / "cold-start")
+
+
+@pytest.fixture(scope="session")
+def coars_two_step_run(tmp_path_factory, primed_model_path, movielens_dir):
+    """CoARS (``cpu_coars_tiny``, self-distillation on) trained 2 steps through main_ppo on prepared
+    MovieLens, with validation before training and at step 2, a checkpoint at step 2 and
+    ``trainer.rollout_data_dir`` (verl's dump and the credit dump) in ``RUN/rollouts``; run once per
+    session, shared by tests/e2e/test_main_ppo_coars_on_cpu.py (which resumes it) and the viewer's
+    browser test. Returns ``(TrainingRun, its folder RUN, the checkpoint folder)``."""
+    from coars_verl.cpu.launch import run_main_ppo
+
+    work = tmp_path_factory.mktemp("coars")
+    run_dir, checkpoints = work / "first", work / "checkpoints"
+    run = run_main_ppo("cpu_coars_tiny", [
+        f"actor_rollout_ref.model.path={primed_model_path}",
+        f"data.train_files={movielens_dir / 'train.parquet'}",
+        f"data.val_files={movielens_dir / 'valid.parquet'}",
+        f"trainer.default_local_dir={checkpoints}",
+        "trainer.save_freq=2", f"trainer.rollout_data_dir={run_dir / 'rollouts'}", "trainer.val_before_train=true", "trainer.test_freq=2",
+    ], run_dir)
+    assert run.returncode == 0, run.log_tail()
+    return run, run_dir, checkpoints

@@ -118,6 +118,37 @@ def _check_same_shape(adv: torch.Tensor, delta: torch.Tensor, response_mask: tor
         )
 
 
+def rlsd_weight(adv: torch.Tensor, delta: torch.Tensor, response_mask: torch.Tensor, eps_w: float) -> torch.Tensor:
+    """rlsd's per-token weight ``w_t = clip(exp(sign(A) * delta_t), 1 - eps_w, 1 + eps_w)`` (the one
+    home of that formula: :func:`combine_rlsd` uses it, the credit dump records it). ``(B, R)`` in and
+    out; 1 where the mask is 0 (delta is zeroed there first)."""
+    valid = response_mask.bool()
+    delta = torch.where(valid, delta.detach(), torch.zeros_like(delta))
+    return torch.exp(torch.sign(adv) * delta).clamp(1.0 - eps_w, 1.0 + eps_w)
+
+
+def additive_term(delta: torch.Tensor, response_mask: torch.Tensor, eta: float, clip_c: float) -> torch.Tensor:
+    """The additive mode's per-token term ``eta * clip(delta_t, -c, c)`` (used by
+    :func:`combine_additive` and the credit dump). ``(B, R)`` in and out; 0 where the mask is 0."""
+    valid = response_mask.bool()
+    delta = torch.where(valid, delta.detach(), torch.zeros_like(delta))
+    return eta * delta.clamp(-clip_c, clip_c)
+
+
+def credit_term(mode: str, adv: torch.Tensor, delta: torch.Tensor, response_mask: torch.Tensor, eps_w: float = 0.2,
+                eta: float = 0.1, clip_c: float = 1.0) -> torch.Tensor | None:
+    """What the teacher contributes per token in ``mode``, for the record: rlsd's weight ``w_t``
+    (:func:`rlsd_weight`; ``A_t = A ((1 - lam) + lam w_t)``), additive's term (:func:`additive_term`;
+    ``A_t = A + term``), None for ``off``."""
+    if mode == MODE_RLSD:
+        return rlsd_weight(adv, delta, response_mask, eps_w)
+    if mode == MODE_ADDITIVE:
+        return additive_term(delta, response_mask, eta, clip_c)
+    if mode == MODE_OFF:
+        return None
+    raise ValueError(f"unknown self-distillation mode {mode!r}; expected one of {MODES}")
+
+
 def combine_rlsd(
     adv: torch.Tensor,
     delta: torch.Tensor,
@@ -149,10 +180,7 @@ def combine_rlsd(
     if not 0.0 <= eps_w < 1.0:
         raise ValueError(f"eps_w must be in [0, 1), got {eps_w}")
     valid = response_mask.bool()
-    delta = torch.where(valid, delta.detach(), torch.zeros_like(delta))
-    raw = torch.exp(torch.sign(adv) * delta)
-    lo, hi = 1.0 - eps_w, 1.0 + eps_w
-    w = raw.clamp(lo, hi)
+    w = rlsd_weight(adv, delta, response_mask, eps_w)
     adv_t = (adv + lam * adv * (w - 1.0)).to(adv.dtype)
     return torch.where(valid, adv_t, torch.zeros_like(adv_t))
 
@@ -183,8 +211,7 @@ def combine_additive(
     if not clip_c >= 0.0:
         raise ValueError(f"clip_c must be >= 0, got {clip_c}")
     valid = response_mask.bool()
-    delta = torch.where(valid, delta.detach(), torch.zeros_like(delta))
-    adv_t = (adv + eta * delta.clamp(-clip_c, clip_c)).to(adv.dtype)
+    adv_t = (adv + additive_term(delta, response_mask, eta, clip_c)).to(adv.dtype)
     return torch.where(valid, adv_t, torch.zeros_like(adv_t))
 
 

@@ -199,6 +199,7 @@ def _training_overrides(preset: Preset, model: Path, data: Path, run_dir: Path, 
         f"trainer.total_training_steps={preset.steps}",
         f"trainer.save_freq={preset.eval_every}",
         f"trainer.default_local_dir={run_dir / 'checkpoints'}",
+        f"trainer.rollout_data_dir={run_dir / 'rollouts'}",  # verl's per-step dump and the credit dump (python -m coars_verl.viewer RUN_DIR)
         "trainer.resume_mode=auto",
         "trainer.max_actor_ckpt_to_keep=null",
         *VARIANTS[variant],

@@ -93,3 +93,4 @@ def test_the_reczero_variant_trains_its_own_recipe_on_its_own_rows(tmp_path):
     assert not [o for o in overrides if o.startswith("coars.")]  # no dialogue settings: verl would reject the keys
     dialogue = learning._training_overrides(learning.PRESETS["quick"], tmp_path / "m", tmp_path / "d", tmp_path / "r", 0, "coars")
     assert f"data.train_files={tmp_path / 'd' / 'train.parquet'}" in dialogue and "coars.dialogue.max_turns=3" in dialogue
+    assert f"trainer.rollout_data_dir={tmp_path / 'r' / 'rollouts'}" in dialogue  # the credit dump the demo's viewer page shows

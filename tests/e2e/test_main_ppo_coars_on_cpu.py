@@ -21,14 +21,11 @@ def _overrides(model, data, checkpoints):
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory, primed_model_path, movielens_dir):
-    work = tmp_path_factory.mktemp("coars")
-    checkpoints = work / "checkpoints"
+def runs(coars_two_step_run, tmp_path_factory, primed_model_path, movielens_dir):
+    first, _, checkpoints = coars_two_step_run
     common = _overrides(primed_model_path, movielens_dir, checkpoints)
-    first = run_main_ppo("cpu_coars_tiny", common + ["trainer.save_freq=2", f"trainer.rollout_data_dir={work / 'rollouts'}",
-                                                     "trainer.val_before_train=true", "trainer.test_freq=2"], work / "first")
-    assert first.returncode == 0, first.log_tail()
-    resumed = run_main_ppo("cpu_coars_tiny", common + ["trainer.resume_mode=auto", "trainer.total_training_steps=3"], work / "resumed")
+    resumed = run_main_ppo("cpu_coars_tiny", common + ["trainer.resume_mode=auto", "trainer.total_training_steps=3"],
+                           tmp_path_factory.mktemp("coars-resumed"))
     assert resumed.returncode == 0, resumed.log_tail()
     return first, resumed, checkpoints
 
@@ -98,7 +95,7 @@ def test_each_sample_was_trained_on_its_own_roles_reward_and_advantage(runs):
     """Read back after the write-back (``trainer.rollout_data_dir``): each sample's reward is its own
     role's, its prompt is its role's, and the sign of its advantage is that of GRPO over its own
     (prompt, role) group computed here by hand (rlsd reshapes tokens but keeps the sign)."""
-    rollouts = runs[2].parent / "rollouts"
+    rollouts = runs[0].log_path.parent / "rollouts"
     rows = [json.loads(line) for step in (1, 2) for line in (rollouts / f"{step}.jsonl").read_text().splitlines()]
     real = [row for row in rows if not row["is_padding"]]
     assert len(real) == 2 * 16 and {row["role"] for row in real} == {"recommender", "user"}
