@@ -18,7 +18,7 @@ from distill_fakes import context, first_context
 U1_HISTORY = ["i1", "i2", "i3", "i4"]
 
 
-def neighbor_context(role, user_id, memory, history, k=2, before_step=None):
+def overlapping_users_text(role, user_id, memory, history, k=2, before_step=None):
     """The neighbor source reads the user, the memory and the history, not the sample's own dialogue (an empty one here)."""
     return context("neighbor", role, Transcript(user_id, "", "", max_turns=1), memory=memory, item_history=history, memory_k=k,
                    step=before_step)
@@ -76,17 +76,17 @@ def test_histories_leave_with_their_users_and_survive_a_checkpoint(tmp_path, hit
 
 def test_the_context_shows_what_neighbours_accepted_and_rejected_and_why(hit_summary, miss_summary):
     memory = memory_with_neighbors(hit_summary, miss_summary)
-    text = neighbor_context(ROLE_RECOMMENDER, "u1", memory, U1_HISTORY, k=2, before_step=1)
+    text = overlapping_users_text(ROLE_RECOMMENDER, "u1", memory, U1_HISTORY, k=2, before_step=1)
     lines = text.splitlines()
     assert lines[0].startswith("Earlier dialogues with other users whose histories overlap")
     assert lines[1] == ('- A user sharing 3 history items: that user rejected "Titanic" (I avoid romance); '
                         'that user accepted "Alien", which was the item they wanted.')
     assert lines[2].startswith("- A user sharing 1 history item: that user rejected \"Toy Story\" (too childish for me)")
     assert "u1" not in text and "Heat" in lines[2]  # u3's own miss; u1's dialogue is not shown
-    assert neighbor_context(ROLE_USER, "u1", memory, U1_HISTORY).startswith("Earlier conversations of other users")
-    assert neighbor_context(ROLE_RECOMMENDER, "u1", memory, ["nothing-shared"]) is None
-    assert neighbor_context(ROLE_RECOMMENDER, "u1", memory, None) is None
-    assert neighbor_context(ROLE_RECOMMENDER, "u1", None, U1_HISTORY) is None
+    assert overlapping_users_text(ROLE_USER, "u1", memory, U1_HISTORY).startswith("Earlier conversations of other users")
+    assert overlapping_users_text(ROLE_RECOMMENDER, "u1", memory, ["nothing-shared"]) is None
+    assert overlapping_users_text(ROLE_RECOMMENDER, "u1", memory, None) is None
+    assert overlapping_users_text(ROLE_RECOMMENDER, "u1", None, U1_HISTORY) is None
 
 
 def test_selectable_and_ordered_like_the_other_sources(hit_summary, miss_summary):

@@ -19,7 +19,7 @@ def render(messages):
     return [ord(c) for c in json.dumps(messages, sort_keys=True)]
 
 
-def single_turn_context(sources, responses, scores, position, ground_truth, max_chars):
+def first_single_turn_source(sources, responses, scores, position, ground_truth, max_chars):
     group = [GroupMember(reward=s, answer=r) for r, s in zip(responses, scores)]
     return first_teacher_context(sources, SampleEvidence(role=ROLE_SINGLE, group=group, position=position, ground_truth=ground_truth,
                                                          max_chars=max_chars))
@@ -46,12 +46,12 @@ def test_the_sibling_is_the_best_other_answer_and_only_when_strictly_better():
 
 def test_sources_are_tried_in_order_and_dialogue_sources_are_skipped():
     responses, scores = ["12", "14", "13"], [0.0, 1.0, 0.0]
-    text, source = single_turn_context(("memory", "hindsight", "sibling", "target"), responses, scores, 0, "14", 500)
+    text, source = first_single_turn_source(("memory", "hindsight", "sibling", "target"), responses, scores, 0, "14", 500)
     assert source == "sibling" and text.endswith("\n14") and "1 against 0" in text
-    text, source = single_turn_context(("sibling", "target"), responses, scores, 1, "14", 500)  # the best has no better sibling
+    text, source = first_single_turn_source(("sibling", "target"), responses, scores, 1, "14", 500)  # the best has no better sibling
     assert source == "target" and text == "The reference answer to this task:\n14"
-    assert single_turn_context(("memory", "hindsight", "neighbor"), responses, scores, 0, "14", 500) == (None, None)
-    assert single_turn_context(("target",), responses, scores, 0, None, 500) == (None, None)
+    assert first_single_turn_source(("memory", "hindsight", "neighbor"), responses, scores, 0, "14", 500) == (None, None)
+    assert first_single_turn_source(("target",), responses, scores, 0, None, 500) == (None, None)
 
 
 def test_a_batch_gets_teacher_prompts_per_prompt_group_with_the_samples_own_messages():
@@ -63,7 +63,7 @@ def test_a_batch_gets_teacher_prompts_per_prompt_group_with_the_samples_own_mess
     real = [True, True, True, True, False]  # the last one is verl's padding
     out = batch_teacher_prompts(samples(uids, responses, scores, messages, real), render, cfg)
     assert sorted(out.prompts) == [1, 2]
-    text_for_1, _ = single_turn_context(("sibling",), ["7", "8"], [1.0, 0.0], 1, None, cfg.context_max_chars)
+    text_for_1, _ = first_single_turn_source(("sibling",), ["7", "8"], [1.0, 0.0], 1, None, cfg.context_max_chars)
     assert "\n7" in text_for_1 and out.texts[1] == text_for_1
     expected = [{"role": "system", "content": text_for_1}, messages[1][0]] if cfg.context_position == "system" else None
     assert out.prompts[1] == render(expected)
