@@ -20,7 +20,7 @@ import json
 import os
 import re
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence
 
@@ -36,8 +36,8 @@ _STEP_FILE = re.compile(r"^step_(\d+)\.json$")
 class DumpConfig:
     """``coars.dump``: what the credit dump keeps (read only with ``trainer.rollout_data_dir`` set)."""
 
-    dialogues_per_step: int = 4
-    """Dialogues (sessions) dumped per step, both role samples of each; 0 turns the credit dump off."""
+    dialogues_per_step: int = field(default=4, metadata={"help": (
+        "* dialogues (sessions) dumped per step, both role samples of each; 0 turns the credit dump off.")})
 
     def __post_init__(self) -> None:
         if self.dialogues_per_step < 0:

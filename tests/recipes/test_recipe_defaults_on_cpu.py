@@ -9,6 +9,8 @@ import pytest
 import yaml
 
 from coars_verl.agent_loop_config import AgentLoopConfig
+from coars_verl.composition import ALGORITHM_COARS_SECTIONS, COARS_SECTIONS
+from coars_verl.credit_dump import DumpConfig
 from coars_verl.dialogue.state import DialogueConfig
 from coars_verl.distill.config import SelfDistillConfig
 from coars_verl.recipes import RECIPES_DIR
@@ -19,6 +21,7 @@ SECTIONS = {
     ("coars", "dialogue"): (DialogueConfig, ("templates", "control_markers")),  # templates: coars.prompts
     ("coars", "agent_loop"): (AgentLoopConfig, ()),
     ("coars", "reward"): (RewardConfig, ()),
+    ("coars", "dump"): (DumpConfig, ()),
     ("algorithm", "coars", "self_distill"): (SelfDistillConfig, ()),
 }
 MARKER = "not the default"
@@ -48,6 +51,12 @@ def _section(tree, path):
     for key in path:
         tree = (tree or {}).get(key)
     return tree
+
+
+def test_every_section_the_driver_check_accepts_has_its_defaults_here():
+    """A new ``coars.*`` section (its dataclass) cannot skip this file's checks."""
+    assert {path[1] for path in SECTIONS if path[0] == "coars"} | {"prompts"} == set(COARS_SECTIONS)
+    assert {path[2] for path in SECTIONS if path[0] == "algorithm"} == set(ALGORITHM_COARS_SECTIONS)
 
 
 def test_base_coars_yaml_repeats_exactly_the_dataclass_defaults():
