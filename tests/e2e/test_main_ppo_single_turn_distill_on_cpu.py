@@ -12,9 +12,11 @@ from helpers import SINGLE_TURN_TWO_OVERRIDES as TWO_OVERRIDES
 from helpers import run_on_title_prompts
 from coars_verl.constants import REC_REWARD_KEY
 
-# memory keyed by the data's extra_info.split: every sample shares the key "train", so step 2 remembers step 1
+# memory keyed by the data's extra_info.split: every sample shares the key "train", so step 2 remembers step 1;
+# lambda decays over the whole 2-step run (0.5, 0.25), so the teacher acts at both steps (the default, half
+# the run, is one step here: lambda 0 at step 2 and no teacher pass)
 SELF_DISTILL = ["+algorithm.coars.self_distill.mode=rlsd", "+algorithm.coars.self_distill.sources=[sibling,memory]",
-                "+algorithm.coars.self_distill.memory_key=split"]
+                "+algorithm.coars.self_distill.memory_key=split", "+algorithm.coars.self_distill.lambda_decay_fraction=1.0"]
 
 
 @pytest.fixture(scope="module")
